@@ -1,0 +1,72 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// setupNamespaces prepares the fresh mount, pid and net namespaces the
+// provider cloned for this agent. Mounts are made private first so nothing
+// mounted here (proc, the secrets tmpfs) leaks back to the host.
+func setupNamespaces(secretsDir string, secrets map[string][]byte) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	// CRIU and ns_last_pid need a /proc that shows this pid namespace.
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
+	}
+	if err := loopbackUp(); err != nil {
+		return err
+	}
+	return mountSecrets(secretsDir, secrets)
+}
+
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("loopback: socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback: get flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback: set up: %w", err)
+	}
+	return nil
+}
+
+func mountSecrets(dir string, secrets map[string][]byte) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("secrets dir: %w", err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=1m"); err != nil {
+		return fmt.Errorf("mount secrets tmpfs: %w", err)
+	}
+	for name, value := range secrets {
+		if name != filepath.Base(name) || name == "." || name == ".." {
+			return fmt.Errorf("secret name %q is not a plain file name", name)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), value, 0o444); err != nil {
+			return fmt.Errorf("write secret %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// pinNextPID makes the next process in this pid namespace get PID last+1.
+// The agent's own helpers (criu) take the low PIDs of a fresh namespace, so a
+// function restored from a snapshot would collide with them unless every
+// function runs at the same high PID.
+func pinNextPID(last int) error {
+	return os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(fmt.Sprint(last)), 0o644)
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/openfaas/faas-provider/auth"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/pronghorn-openfaas/pronghorn/handlers"
+	"github.com/pronghorn-openfaas/pronghorn/local"
+)
+
+type providerOptions struct {
+	port             int
+	dataDir          string
+	functionsDir     string
+	readTimeout      time.Duration
+	writeTimeout     time.Duration
+	basicAuth        bool
+	secretMountPath  string
+	namespace        string
+	scaleFromZero    time.Duration
+	readyTimeout     time.Duration
+	maxBodyBytes     int
+	isolate          bool
+	shutdownDeadline time.Duration
+}
+
+func newProviderCommand() *cobra.Command {
+	var o providerOptions
+	cmd := &cobra.Command{
+		Use:   "provider",
+		Short: "Serve the faas-provider API with functions running as namespaced processes on this machine",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return runProvider(ctx, o)
+		},
+	}
+	fs := cmd.Flags()
+	var errs []error
+	note := func(err error) { errs = append(errs, err) }
+	note(envInt(fs, &o.port, "port", "port", 8080, "TCP port of the API"))
+	envString(fs, &o.dataDir, "data-dir", "data_dir", "/var/lib/pronghorn", "state directory: bbolt file, worker sockets, snapshots")
+	envString(fs, &o.functionsDir, "functions-dir", "functions_dir", "/var/lib/pronghorn/functions", "where a deploy's image name is looked up as a function directory")
+	note(envDuration(fs, &o.readTimeout, "read-timeout", "read_timeout", 60*time.Second, "HTTP read timeout"))
+	note(envDuration(fs, &o.writeTimeout, "write-timeout", "write_timeout", 60*time.Second, "HTTP write timeout, bounds an invocation"))
+	note(envBool(fs, &o.basicAuth, "basic-auth", "basic_auth", false, "require basic auth on /system/* with credentials from --secret-mount-path"))
+	envString(fs, &o.secretMountPath, "secret-mount-path", "secret_mount_path", "/var/openfaas/secrets", "directory holding basic-auth-user and basic-auth-password")
+	envString(fs, &o.namespace, "function-namespace", "function_namespace", "openfaas-fn", "namespace used when a request names none")
+	note(envDuration(fs, &o.scaleFromZero, "scale-from-zero-timeout", "scale_from_zero_timeout", 30*time.Second, "how long an invocation waits for a replica"))
+	note(envDuration(fs, &o.readyTimeout, "ready-timeout", "ready_timeout", 30*time.Second, "how long a new replica may take to answer"))
+	note(envInt(fs, &o.maxBodyBytes, "max-body-bytes", "max_body_bytes", 1<<20, "largest JSON body accepted on /system/*"))
+	note(envBool(fs, &o.isolate, "isolate", "isolate", true, "run each replica in its own pid, net and mount namespaces (needs root)"))
+	note(envDuration(fs, &o.shutdownDeadline, "shutdown-timeout", "shutdown_timeout", 30*time.Second, "how long shutdown waits for calls and replicas to end"))
+	cmd.PreRunE = func(*cobra.Command, []string) error { return errors.Join(errs...) }
+	return cmd
+}
+
+func runProvider(ctx context.Context, o providerOptions) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log.Info("starting provider", "version", version, "port", o.port, "data_dir", o.dataDir,
+		"functions_dir", o.functionsDir, "read_timeout", o.readTimeout, "write_timeout", o.writeTimeout,
+		"basic_auth", o.basicAuth, "secret_mount_path", o.secretMountPath, "function_namespace", o.namespace,
+		"scale_from_zero_timeout", o.scaleFromZero, "ready_timeout", o.readyTimeout, "isolate", o.isolate)
+	if o.isolate && os.Geteuid() != 0 {
+		return fmt.Errorf("local mode runs every replica in its own namespaces and needs root; run as root (or pass --isolate=false for a development setup without isolation)")
+	}
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	db, err := bolt.Open(filepath.Join(o.dataDir, "pronghorn.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return fmt.Errorf("open state file (is another provider using %s?): %w", o.dataDir, err)
+	}
+	defer db.Close()
+
+	var creds *auth.BasicAuthCredentials
+	if o.basicAuth {
+		reader := auth.ReadBasicAuthFromDisk{SecretMountPath: o.secretMountPath}
+		if creds, err = reader.Read(); err != nil {
+			return fmt.Errorf("basic auth: %w", err)
+		}
+	}
+
+	backend, err := local.New(ctx, db, local.Config{
+		DataDir: o.dataDir, FunctionsDir: o.functionsDir, Isolate: o.isolate,
+		DefaultNamespace: o.namespace, ScaleFromZeroTimeout: o.scaleFromZero,
+		ReadyTimeout: o.readyTimeout, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	router, err := handlers.NewRouter(handlers.Config{
+		BasicAuth: creds, ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout,
+		InvokeTimeout: o.writeTimeout, MaxBodyBytes: int64(o.maxBodyBytes),
+		ProviderName: "pronghorn", Version: version, SHA: commit,
+		Orchestration: "local", DefaultNamespace: o.namespace,
+	}, backend, reg)
+	if err != nil {
+		return err
+	}
+
+	srv := &http.Server{
+		Handler:           router,
+		ReadTimeout:       o.readTimeout,
+		WriteTimeout:      o.writeTimeout,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    http.DefaultMaxHeaderBytes,
+	}
+	l, err := net.Listen("tcp", fmt.Sprintf(":%d", o.port))
+	if err != nil {
+		_ = backend.Close(context.Background())
+		return err
+	}
+	log.Info("provider listening", "addr", l.Addr().String())
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(l) }()
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-serveErr:
+		log.Error("server stopped", "err", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), o.shutdownDeadline)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	if cerr := backend.Close(shutdownCtx); cerr != nil {
+		log.Error("stop workers", "err", cerr)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,272 @@
+// Package e2e drives the real pronghorn binary over HTTP, as faas-cli and the
+// OpenFaaS gateway do, with the sample functions under benchmarks/functions.
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openfaas/faas-provider/types"
+)
+
+func repoRoot(t testing.TB) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+func requirements(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the provider runs workers in their own namespaces")
+	}
+	if _, err := exec.LookPath("pypy3"); err != nil {
+		t.Skip("needs pypy3 for the sample function (apt-get install pypy3, or scripts/setup.sh)")
+	}
+}
+
+// buildBinary builds pronghorn once per test binary run.
+func buildBinary(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "pronghorn")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = repoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type provider struct {
+	t       testing.TB
+	bin     string
+	dataDir string
+	url     string
+	cmd     *exec.Cmd
+	logs    *bytes.Buffer
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startProvider(t testing.TB, bin, dataDir string) *provider {
+	t.Helper()
+	port := freePort(t)
+	p := &provider{t: t, bin: bin, dataDir: dataDir, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &bytes.Buffer{}}
+	p.cmd = exec.Command(bin, "provider", "--port", fmt.Sprint(port), "--data-dir", dataDir,
+		"--functions-dir", filepath.Join(repoRoot(t), "benchmarks", "functions"))
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.stop(syscall.SIGTERM)
+		}
+		if t.Failed() {
+			t.Logf("provider log:\n%s", p.logs)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(p.url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("provider not healthy: %v\n%s", err, p.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (p *provider) stop(sig syscall.Signal) {
+	_ = p.cmd.Process.Signal(sig)
+	_ = p.cmd.Wait()
+}
+
+func (p *provider) do(method, path string, body any) (int, string) {
+	p.t.Helper()
+	var r io.Reader
+	if body != nil {
+		raw, _ := json.Marshal(body)
+		r = bytes.NewReader(raw)
+	}
+	req, _ := http.NewRequest(method, p.url+path, r)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+func (p *provider) must(want int, method, path string, body any) string {
+	p.t.Helper()
+	code, out := p.do(method, path, body)
+	if code != want {
+		p.t.Fatalf("%s %s = %d %q, want %d", method, path, code, out, want)
+	}
+	return out
+}
+
+func (p *provider) status(name string) types.FunctionStatus {
+	p.t.Helper()
+	var st types.FunctionStatus
+	if err := json.Unmarshal([]byte(p.must(200, "GET", "/system/function/"+name, nil)), &st); err != nil {
+		p.t.Fatal(err)
+	}
+	return st
+}
+
+func (p *provider) waitAvailable(name string, n uint64) {
+	p.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for p.status(name).AvailableReplicas != n {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s never reached %d available replicas: %+v", name, n, p.status(name))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// agents counts live worker processes of the provider using dataDir.
+func agents(dataDir string) int {
+	entries, _ := os.ReadDir("/proc")
+	marker := "--run-dir\x00" + filepath.Join(dataDir, "run") + "\x00"
+	n := 0
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), marker) {
+			n++
+		}
+	}
+	return n
+}
+
+type counterReply struct {
+	Count int `json:"count"`
+	PID   int `json:"pid"`
+}
+
+func TestProviderLifecycle(t *testing.T) {
+	requirements(t)
+	p := startProvider(t, buildBinary(t), t.TempDir())
+
+	p.must(202, "POST", "/system/functions", types.FunctionDeployment{Service: "counter", Image: "counter-pypy:latest"})
+	if code, _ := p.do("POST", "/system/functions", types.FunctionDeployment{Service: "counter", Image: "counter-pypy"}); code != 409 {
+		t.Errorf("duplicate deploy = %d, want 409", code)
+	}
+	if code, body := p.do("POST", "/system/functions", types.FunctionDeployment{Service: "ghost", Image: "no-such-function"}); code != 400 || !strings.Contains(body, "no-such-function") {
+		t.Errorf("unknown image = %d %q", code, body)
+	}
+
+	var list []types.FunctionStatus
+	if err := json.Unmarshal([]byte(p.must(200, "GET", "/system/functions", nil)), &list); err != nil || len(list) != 1 || list[0].Name != "counter" {
+		t.Fatalf("list = %v %v", list, err)
+	}
+
+	for want := 1; want <= 3; want++ {
+		var r counterReply
+		if err := json.Unmarshal([]byte(p.must(200, "POST", "/function/counter", "x")), &r); err != nil || r.Count != want {
+			t.Fatalf("invoke %d: %+v %v", want, r, err)
+		}
+	}
+
+	p.must(202, "POST", "/system/scale-function/counter", types.ScaleServiceRequest{ServiceName: "counter", Replicas: 2})
+	p.waitAvailable("counter", 2)
+	if n := agents(p.dataDir); n != 2 {
+		t.Errorf("%d agents for 2 replicas", n)
+	}
+	p.must(202, "POST", "/system/scale-function/counter", types.ScaleServiceRequest{ServiceName: "counter", Replicas: 0})
+	p.waitAvailable("counter", 0)
+
+	// Scale from zero on invocation.
+	var r counterReply
+	if err := json.Unmarshal([]byte(p.must(200, "GET", "/function/counter", nil)), &r); err != nil || r.Count != 1 {
+		t.Fatalf("invoke from zero: %+v %v", r, err)
+	}
+	if st := p.status("counter"); st.Replicas != 1 || st.InvocationCount < 4 {
+		t.Errorf("status after scale from zero: %+v", st)
+	}
+
+	p.must(202, "DELETE", "/system/functions", types.DeleteFunctionRequest{FunctionName: "counter"})
+	p.must(404, "GET", "/system/function/counter", nil)
+	deadline := time.Now().Add(10 * time.Second)
+	for agents(p.dataDir) != 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := agents(p.dataDir); n != 0 {
+		t.Errorf("%d agents left after delete", n)
+	}
+}
+
+func TestProviderRestartAndCrash(t *testing.T) {
+	requirements(t)
+	bin := buildBinary(t)
+	dataDir := t.TempDir()
+
+	p := startProvider(t, bin, dataDir)
+	p.must(202, "POST", "/system/functions", types.FunctionDeployment{Service: "keeper", Image: "counter-pypy"})
+	p.waitAvailable("keeper", 1)
+	// Graceful shutdown stops every worker.
+	p.stop(syscall.SIGTERM)
+	if n := agents(dataDir); n != 0 {
+		t.Fatalf("%d agents left after SIGTERM", n)
+	}
+
+	// The function comes back with its replicas.
+	p = startProvider(t, bin, dataDir)
+	p.waitAvailable("keeper", 1)
+
+	// SIGKILL in the middle of a deploy: afterwards the function is either
+	// fully there or not there at all, and no worker of the dead provider
+	// survives.
+	go p.do("POST", "/system/functions", types.FunctionDeployment{Service: "halfway", Image: "counter-pypy"})
+	time.Sleep(5 * time.Millisecond)
+	p.stop(syscall.SIGKILL)
+	deadline := time.Now().Add(5 * time.Second)
+	for agents(dataDir) != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := agents(dataDir); n != 0 {
+		t.Fatalf("%d orphan agents after SIGKILL", n)
+	}
+	p = startProvider(t, bin, dataDir)
+	var list []types.FunctionStatus
+	if err := json.Unmarshal([]byte(p.must(200, "GET", "/system/functions", nil)), &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range list {
+		if f.Name == "halfway" {
+			// Stored, so it must be whole and start.
+			p.waitAvailable("halfway", 1)
+		}
+	}
+	p.waitAvailable("keeper", 1)
+	var r counterReply
+	if err := json.Unmarshal([]byte(p.must(200, "GET", "/function/keeper", nil)), &r); err != nil || r.Count != 1 {
+		t.Fatalf("invoke after restart: %+v %v", r, err)
+	}
+}

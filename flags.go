@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Flags take their default from an environment variable named as faas-netes
+// names its settings (read_timeout, basic_auth, ...), so the same deployment
+// manifests configure either provider. An explicit flag wins over the
+// environment.
+
+func envString(fs *pflag.FlagSet, p *string, name, env, def, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		def = v
+	}
+	fs.StringVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+}
+
+func envInt(fs *pflag.FlagSet, p *int, name, env string, def int, usage string) error {
+	if v, ok := os.LookupEnv(env); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("env %s=%q: not a number", env, v)
+		}
+		def = n
+	}
+	fs.IntVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	return nil
+}
+
+func envBool(fs *pflag.FlagSet, p *bool, name, env string, def bool, usage string) error {
+	if v, ok := os.LookupEnv(env); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("env %s=%q: not a boolean", env, v)
+		}
+		def = b
+	}
+	fs.BoolVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	return nil
+}
+
+// envDuration accepts a Go duration or, as faas-netes does, a bare number of seconds.
+func envDuration(fs *pflag.FlagSet, p *time.Duration, name, env string, def time.Duration, usage string) error {
+	if v, ok := os.LookupEnv(env); ok {
+		d, err := parseDuration(v)
+		if err != nil {
+			return fmt.Errorf("env %s=%q: %w", env, v, err)
+		}
+		def = d
+	}
+	fs.DurationVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	return nil
+}
+
+func parseDuration(v string) (time.Duration, error) {
+	if n, err := strconv.Atoi(v); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("not a duration")
+	}
+	return d, nil
+}

@@ -1,0 +1,202 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+const maxRestartBackoff = 30 * time.Second
+
+// reconcileLocked moves f's workers towards what is desired: the stored
+// replica count of the current generation, no workers once deleted. Workers
+// of an older generation keep serving until enough new ones are ready.
+// Callers hold f.mu.
+func (b *Backend) reconcileLocked(f *function) {
+	defer f.refreshReadyLocked()
+	desired := int(f.rec.Replicas)
+	if b.closed.Load() {
+		// Shutting down: workers stop, and none replace them.
+		return
+	}
+	if f.deleted {
+		desired = 0
+	}
+	var current, old []*worker
+	for _, w := range f.workers {
+		switch {
+		case w.retiring.Load():
+		case w.generation == f.generation && !f.deleted:
+			current = append(current, w)
+		default:
+			old = append(old, w)
+		}
+	}
+	// Retire surplus, the ones not yet ready first.
+	if surplus := len(current) - desired; surplus > 0 {
+		sort.SliceStable(current, func(i, j int) bool { return !current[i].ready.Load() && current[j].ready.Load() })
+		for _, w := range current[:surplus] {
+			b.retire(w)
+		}
+		current = current[surplus:]
+	}
+	if missing := desired - len(current); missing > 0 {
+		if wait := time.Until(f.retryAt); wait > 0 {
+			b.retryLater(f, wait)
+		} else {
+			for range missing {
+				if w := b.spawn(f); w != nil {
+					current = append(current, w)
+				}
+			}
+		}
+	}
+	if countReady(current) >= desired {
+		for _, w := range old {
+			b.retire(w)
+		}
+	}
+}
+
+func countReady(ws []*worker) int {
+	n := 0
+	for _, w := range ws {
+		if w.ready.Load() {
+			n++
+		}
+	}
+	return n
+}
+
+func (b *Backend) retryLater(f *function, wait time.Duration) {
+	if f.retryTimer != nil {
+		return
+	}
+	f.retryTimer = time.AfterFunc(wait, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.retryTimer = nil
+		b.reconcileLocked(f)
+	})
+}
+
+// retire takes w out of rotation and stops it once its calls are done.
+func (b *Backend) retire(w *worker) {
+	if w.retiring.Swap(true) {
+		return
+	}
+	w.ready.Store(false)
+	go func() {
+		deadline := time.Now().Add(b.cfg.StopGrace)
+		for w.inflight.Load() > 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		w.stop(time.Until(deadline) + time.Second)
+	}()
+}
+
+// spawn starts one worker of f's current generation and watches it. Callers
+// hold f.mu.
+func (b *Backend) spawn(f *function) *worker {
+	out := lineWriter{book: b.logs, fn: f.key, name: f.name, namespace: f.namespace, instance: newWorkerID()}
+	spec := f.spec
+	secrets, err := b.store.secretValues(f.namespace, f.rec.Deployment.Secrets)
+	if err != nil {
+		out.write("cannot start replica: " + err.Error())
+		b.noteFailureLocked(f)
+		return nil
+	}
+	spec.Secrets = secrets
+	w, err := startWorker(b, f, spec, f.generation, out)
+	if err != nil {
+		out.write("cannot start replica: " + err.Error())
+		b.log.Error("start worker", "function", f.display, "err", err)
+		b.noteFailureLocked(f)
+		return nil
+	}
+	f.workers[w.id] = w
+	go b.watch(f, w, out)
+	return w
+}
+
+// watch waits for w to become ready, then for it to exit, and reconciles f
+// after each.
+func (b *Backend) watch(f *function, w *worker, out lineWriter) {
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.ReadyTimeout+5*time.Second)
+	startErr := w.waitReady(ctx)
+	cancel()
+	retiredEarly := w.retiring.Load()
+	failed := startErr != nil && !retiredEarly
+	switch {
+	case retiredEarly:
+	case startErr == nil:
+		w.ready.Store(true)
+		f.mu.Lock()
+		f.failures, f.retryAt = 0, time.Time{}
+		b.reconcileLocked(f)
+		f.mu.Unlock()
+	default:
+		out.write("replica not ready: " + startErr.Error())
+		w.stop(time.Second)
+	}
+
+	<-w.done
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.workers, w.id)
+	if failed || !w.retiring.Load() {
+		f.restarts++
+		if failed {
+			b.noteFailureLocked(f)
+		}
+		out.write("replica exited: " + exitReason(w.exitErr))
+		b.log.Warn("worker exited", "function", f.display, "worker", w.id, "err", w.exitErr, "restarts", f.restarts)
+	}
+	b.reconcileLocked(f)
+}
+
+// noteFailureLocked backs off restarts of a function whose replicas die
+// before they serve, so a broken function does not spin the machine.
+func (b *Backend) noteFailureLocked(f *function) {
+	f.failures++
+	backoff := time.Duration(250<<min(f.failures, 8)) * time.Millisecond
+	f.retryAt = time.Now().Add(min(backoff, maxRestartBackoff))
+}
+
+func exitReason(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// killOrphans stops agents of an earlier provider that used the same run
+// directory. Pdeathsig normally takes them down with the provider; this
+// covers the rest (e.g. a provider killed while a worker was being cloned).
+func killOrphans(runDir string) int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	marker := []byte("\x00--run-dir\x00" + filepath.Clean(runDir) + "\x00")
+	killed := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(cmdline, marker) {
+			continue
+		}
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed++
+		}
+	}
+	return killed
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# demo.sh — the main job on the embedded defaults: set up, start the provider
+# on :8080 (local mode, state in /var/lib/pronghorn), deploy the PyPy sample
+# function, invoke it and show its status. The provider keeps running; stop it
+# with: kill "$(cat /var/lib/pronghorn/provider.pid)".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PORT="${PORT:-8080}"
+DATA_DIR="${DATA_DIR:-/var/lib/pronghorn}"
+GATEWAY="http://127.0.0.1:$PORT"
+
+scripts/setup.sh
+make --no-print-directory build
+mkdir -p "$DATA_DIR"
+
+if [[ -f "$DATA_DIR/provider.pid" ]] && kill -0 "$(cat "$DATA_DIR/provider.pid")" 2>/dev/null; then
+	echo "demo: stopping the provider started by an earlier demo"
+	kill "$(cat "$DATA_DIR/provider.pid")"
+	while kill -0 "$(cat "$DATA_DIR/provider.pid")" 2>/dev/null; do sleep 0.1; done
+fi
+
+nohup bin/pronghorn provider --port "$PORT" --data-dir "$DATA_DIR" \
+	--functions-dir "$PWD/benchmarks/functions" >"$DATA_DIR/provider.log" 2>&1 &
+echo $! >"$DATA_DIR/provider.pid"
+for _ in $(seq 100); do
+	curl -fsS "$GATEWAY/healthz" >/dev/null 2>&1 && break
+	sleep 0.1
+done
+curl -fsS "$GATEWAY/healthz" >/dev/null || { cat "$DATA_DIR/provider.log"; exit 1; }
+echo "demo: provider up at $GATEWAY (log: $DATA_DIR/provider.log)"
+
+# The same request faas-cli deploy sends.
+code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$GATEWAY/system/functions" \
+	-d '{"service":"counter","image":"counter-pypy","annotations":{"com.pronghorn.strategy":"request-centric"}}')
+case "$code" in
+202) echo "demo: deployed counter (benchmarks/functions/counter-pypy)" ;;
+409) echo "demo: counter already deployed" ;;
+*) echo "demo: deploy answered $code" >&2; exit 1 ;;
+esac
+
+for i in 1 2 3 4 5; do
+	echo "demo: invoke $i: $(curl -fsS "$GATEWAY/function/counter" -d "request $i")"
+done
+echo "demo: status: $(curl -fsS "$GATEWAY/system/function/counter")"
+echo "demo: try: faas-cli list -g $GATEWAY; faas-cli invoke counter -g $GATEWAY <<< hi"
