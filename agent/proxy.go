@@ -32,7 +32,6 @@ func newInvokeHandler(upstream *url.URL) http.Handler {
 			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 		},
 		Transport:     timingTransport{next: transport},
-		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			http.Error(w, "function unreachable: "+err.Error(), http.StatusBadGateway)
 		},
