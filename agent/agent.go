@@ -10,6 +10,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,14 +30,29 @@ type Agent struct {
 	reaper   *reaper
 	upstream string // host:port the function listens on
 
+	upstreamPort int
+	transport    *http.Transport // to the function; its idle connections close before a dump
+	// gate holds calls back while a checkpoint runs: calls take it shared,
+	// a checkpoint exclusively.
+	gate sync.RWMutex
+
 	proc  atomic.Pointer[process]
 	ready atomic.Bool
+	// restoreErr says why a requested restore fell back to a cold start.
+	restoreErr    atomic.Pointer[string]
+	restored      atomic.Bool
+	checkpointing sync.Mutex
 }
 
 // Status is the control API's view of the worker.
 type Status struct {
 	Ready bool `json:"ready"`
 	PID   int  `json:"pid"`
+	// Restored is true when the function was restored from a snapshot.
+	Restored bool `json:"restored"`
+	// RestoreError is why a requested restore failed (the function then
+	// started cold).
+	RestoreError string `json:"restoreError,omitempty"`
 }
 
 // New prepares an agent; funcLog receives the function's stdout and stderr.
@@ -46,13 +64,22 @@ func New(cfg Config, log *slog.Logger, funcLog io.Writer) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{cfg: cfg, log: log, funcLog: funcLog, upstream: u.Host}, nil
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		port = 80
+	}
+	return &Agent{cfg: cfg, log: log, funcLog: funcLog, upstream: u.Host, upstreamPort: port}, nil
 }
 
 // Run sets up the worker, starts the function and serves until ctx ends or
 // the function exits. A function that exits is an error: the provider decides
 // whether to start a new worker.
 func (a *Agent) Run(ctx context.Context) error {
+	// CRIU cannot dump a descriptor on a mount outside the worker: make sure
+	// nothing the agent inherited reaches the function.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		a.log.Warn("close inherited descriptors", "err", err)
+	}
 	a.reaper = newReaper()
 	defer a.reaper.Close()
 
@@ -72,7 +99,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	upstreamURL, _ := a.cfg.upstream()
-	invokeSrv := &http.Server{Handler: newInvokeHandler(upstreamURL), ReadHeaderTimeout: 10 * time.Second}
+	proxy, transport := newInvokeHandler(upstreamURL)
+	a.transport = transport
+	gated := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.gate.RLock()
+		defer a.gate.RUnlock()
+		proxy.ServeHTTP(w, r)
+	})
+	invokeSrv := &http.Server{Handler: gated, ReadHeaderTimeout: 10 * time.Second}
 	controlSrv := &http.Server{Handler: a.controlHandler(), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- invokeSrv.Serve(invokeL) }()
@@ -84,18 +118,30 @@ func (a *Agent) Run(ctx context.Context) error {
 		_ = controlSrv.Shutdown(shutdownCtx)
 	}()
 
-	p, err := startFunction(a.cfg, a.reaper, a.funcLog)
-	if err != nil {
-		return err
+	started := time.Now()
+	var p *process
+	if a.cfg.RestoreDir != "" {
+		if p, err = a.restore(ctx, a.cfg.RestoreDir); err != nil {
+			msg := err.Error()
+			a.restoreErr.Store(&msg)
+			a.log.Warn("restore failed, starting cold", "function", a.cfg.Function, "err", err)
+		} else {
+			a.restored.Store(true)
+		}
+	}
+	if p == nil {
+		if p, err = startFunction(a.cfg, a.reaper, a.funcLog); err != nil {
+			return err
+		}
 	}
 	a.proc.Store(p)
-	started := time.Now()
 	if err := waitListening(ctx, a.upstream, p, time.Duration(a.cfg.ReadyTimeout), a.log); err != nil {
 		a.stop(p)
 		return err
 	}
 	a.ready.Store(true)
-	a.log.Info("function ready", "function", a.cfg.Function, "pid", p.pid, "startup", time.Since(started).Round(time.Microsecond))
+	a.log.Info("function ready", "function", a.cfg.Function, "pid", p.pid, "restored", a.restored.Load(),
+		"startup", time.Since(started).Round(time.Microsecond))
 
 	select {
 	case <-ctx.Done():
@@ -128,15 +174,39 @@ func (a *Agent) stop(p *process) {
 func (a *Agent) controlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		st := Status{Ready: a.ready.Load()}
+		st := Status{Ready: a.ready.Load(), Restored: a.restored.Load()}
 		if p := a.proc.Load(); p != nil {
 			st.PID = p.pid
+		}
+		if msg := a.restoreErr.Load(); msg != nil {
+			st.RestoreError = *msg
 		}
 		w.Header().Set("Content-Type", "application/json")
 		if !st.Ready {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 		_ = json.NewEncoder(w).Encode(st)
+	})
+	mux.HandleFunc("POST /checkpoint", func(w http.ResponseWriter, r *http.Request) {
+		var req CheckpointRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || req.Dir == "" {
+			http.Error(w, "body must be {\"dir\": \"<empty directory>\"}", http.StatusBadRequest)
+			return
+		}
+		if !a.checkpointing.TryLock() {
+			http.Error(w, "a checkpoint is already running", http.StatusConflict)
+			return
+		}
+		defer a.checkpointing.Unlock()
+		res, err := a.checkpoint(r.Context(), req)
+		if err != nil {
+			a.log.Warn("checkpoint failed", "function", a.cfg.Function, "err", err)
+			http.Error(w, "checkpoint failed: "+strings.ReplaceAll(err.Error(), "\n", " | "), http.StatusInternalServerError)
+			return
+		}
+		a.log.Info("checkpoint", "function", a.cfg.Function, "dump", res.DumpTime, "frozen", res.FrozenTime, "bytes", res.ImageBytes)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(res)
 	})
 	return mux
 }

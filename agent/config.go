@@ -44,6 +44,14 @@ type Config struct {
 	// Isolated is true when the agent runs in namespaces of its own and may
 	// mount /proc, bring up loopback and pin the function's PID.
 	Isolated bool `json:"isolated,omitempty"`
+
+	// CRIUPath is the criu binary (or wrapper) used for checkpoints and
+	// restores; empty means snapshot.DefaultCRIUPath.
+	CRIUPath string `json:"criuPath,omitempty"`
+	// RestoreDir, when set, holds verified, unpacked CRIU images to start
+	// the function from instead of cold. If the restore fails the agent
+	// starts the function cold and reports why in its status.
+	RestoreDir string `json:"restoreDir,omitempty"`
 }
 
 // Duration marshals as a Go duration string so configs stay readable.

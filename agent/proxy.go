@@ -16,7 +16,7 @@ const durationHeader = "X-Duration-Seconds"
 // newInvokeHandler proxies every request to the function and stamps how long
 // the function took to answer (to its response headers: the part of the call
 // that is the function's compute, not the client's read speed).
-func newInvokeHandler(upstream *url.URL) http.Handler {
+func newInvokeHandler(upstream *url.URL) (http.Handler, *http.Transport) {
 	transport := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        1024,
@@ -31,11 +31,11 @@ func newInvokeHandler(upstream *url.URL) http.Handler {
 			// The provider already set X-Forwarded-*; keep its values.
 			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
 		},
-		Transport:     timingTransport{next: transport},
+		Transport: timingTransport{next: transport},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			http.Error(w, "function unreachable: "+err.Error(), http.StatusBadGateway)
 		},
-	}
+	}, transport
 }
 
 type timingTransport struct{ next http.RoundTripper }

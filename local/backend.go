@@ -6,6 +6,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -26,6 +27,8 @@ import (
 	"github.com/pronghorn-openfaas/pronghorn/agent"
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
 	"github.com/pronghorn-openfaas/pronghorn/handlers"
+	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
+	"github.com/pronghorn-openfaas/pronghorn/snapshot"
 )
 
 // Config tunes the local backend.
@@ -50,6 +53,16 @@ type Config struct {
 	// LogLines is how many log lines are kept per function.
 	LogLines int
 	Logger   *slog.Logger
+
+	// Engine decides checkpoints and restores, Store keeps the snapshot
+	// images; with either nil every worker starts cold and none is
+	// checkpointed or evicted by count.
+	Engine *orchestrator.Engine
+	Store  snapshot.Store
+	// EngineDefaults is the strategy of a function whose annotations name none.
+	EngineDefaults orchestrator.Config
+	// CRIUPath is the criu the agents run; empty means snapshot.DefaultCRIUPath.
+	CRIUPath string
 }
 
 func (c *Config) setDefaults() error {
@@ -81,16 +94,20 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.EngineDefaults.Strategy == "" {
+		c.EngineDefaults = orchestrator.DefaultConfig()
+	}
 	return nil
 }
 
 // Backend implements handlers.Backend with local processes.
 type Backend struct {
-	cfg    Config
-	log    *slog.Logger
-	store  *store
-	logs   *logBook
-	runDir string
+	cfg     Config
+	log     *slog.Logger
+	store   *store
+	logs    *logBook
+	runDir  string
+	workDir string // CRIU images on their way to or from the store
 
 	closed atomic.Bool
 
@@ -115,7 +132,8 @@ func New(ctx context.Context, db *bolt.DB, cfg Config) (*Backend, error) {
 	}
 	b := &Backend{
 		cfg: cfg, log: cfg.Logger, store: st, logs: newLogBook(cfg.LogLines),
-		runDir: filepath.Join(cfg.DataDir, "run"), functions: map[string]*function{},
+		runDir: filepath.Join(cfg.DataDir, "run"), workDir: filepath.Join(cfg.DataDir, "work"),
+		functions: map[string]*function{},
 	}
 	if n := killOrphans(b.runDir); n > 0 {
 		b.log.Warn("stopped orphan workers of an earlier provider", "count", n)
@@ -126,11 +144,23 @@ func New(ctx context.Context, db *bolt.DB, cfg Config) (*Backend, error) {
 	if err := os.MkdirAll(b.runDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create run dir: %w", err)
 	}
+	// Images left by a dump or download that a crash interrupted.
+	if err := os.RemoveAll(b.workDir); err != nil {
+		return nil, fmt.Errorf("clean work dir: %w", err)
+	}
+	if err := os.MkdirAll(b.workDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create work dir: %w", err)
+	}
 	recs, err := st.functions()
 	if err != nil {
 		return nil, err
 	}
 	for _, rec := range recs {
+		// Configure again: a crash between storing a function and
+		// configuring its strategy must not leave it unconfigured.
+		if err := b.configureEngine(ctx, rec); err != nil {
+			b.log.Error("engine: configure", "function", rec.Deployment.Service, "err", err)
+		}
 		f := newFunction(rec, b.agentSpec(rec))
 		b.functions[f.key] = f
 		f.mu.Lock()
@@ -215,6 +245,9 @@ func (b *Backend) prepare(req types.FunctionDeployment) (record, error) {
 	if _, err := b.store.secretValues(req.Namespace, req.Secrets); err != nil {
 		return record{}, err
 	}
+	if _, err := b.engineConfig(req.Annotations); err != nil {
+		return record{}, err
+	}
 	replicas := uint64(1)
 	if req.Labels != nil {
 		if v, ok := (*req.Labels)["com.openfaas.scale.min"]; ok {
@@ -225,7 +258,18 @@ func (b *Backend) prepare(req types.FunctionDeployment) (record, error) {
 			replicas = n
 		}
 	}
-	return record{Deployment: req, Dir: dir, Process: process, Replicas: replicas, CreatedAt: time.Now().UTC()}, nil
+	return record{Deployment: req, Dir: dir, Process: process, Runtime: decl.Runtime, Replicas: replicas, CreatedAt: time.Now().UTC()}, nil
+}
+
+func (b *Backend) configureEngine(ctx context.Context, rec record) error {
+	if b.cfg.Engine == nil {
+		return nil
+	}
+	cfg, err := b.engineConfig(rec.Deployment.Annotations)
+	if err != nil {
+		return err
+	}
+	return b.cfg.Engine.Configure(ctx, rec.Deployment.Namespace+"/"+rec.Deployment.Service, cfg)
 }
 
 func (b *Backend) agentSpec(rec record) agent.Config {
@@ -249,6 +293,9 @@ func (b *Backend) Deploy(ctx context.Context, req types.FunctionDeployment) erro
 		return fmt.Errorf("provider is shutting down: %w", errdefs.ErrUnavailable)
 	}
 	if err := b.store.createFunction(rec); err != nil {
+		return err
+	}
+	if err := b.configureEngine(ctx, rec); err != nil {
 		return err
 	}
 	f := newFunction(rec, b.agentSpec(rec))
@@ -277,6 +324,9 @@ func (b *Backend) Update(ctx context.Context, req types.FunctionDeployment) erro
 		return nil
 	})
 	if err != nil {
+		return err
+	}
+	if err := b.configureEngine(ctx, stored); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -317,6 +367,13 @@ func (b *Backend) Delete(ctx context.Context, namespace, name string) error {
 		}
 	}
 	b.logs.forget(f.key)
+	if b.cfg.Engine != nil {
+		pool, err := b.cfg.Engine.Remove(ctx, f.key)
+		if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			b.log.Error("engine: remove", "function", f.display, "err", err)
+		}
+		b.deleteSnapshots(pool)
+	}
 	b.log.Info("function deleted", "function", f.display)
 	return nil
 }
@@ -480,11 +537,12 @@ func (b *Backend) Acquire(ctx context.Context, namespace, name string) (handlers
 			w.inflight.Add(-1)
 			continue
 		}
-		return &lease{f: f, w: w}, nil
+		return &lease{b: b, f: f, w: w}, nil
 	}
 }
 
 type lease struct {
+	b *Backend
 	f *function
 	w *worker
 }
@@ -496,4 +554,5 @@ func (l *lease) Release(o handlers.Outcome) {
 	l.w.inflight.Add(-1)
 	l.w.served.Add(1)
 	l.f.invocations.Add(1)
+	l.b.afterRequest(l.f, l.w, o)
 }

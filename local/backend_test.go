@@ -33,13 +33,18 @@ type env struct {
 	fnDir   string
 	db      *bolt.DB
 	b       *Backend
+	tune    func(*Config)
 }
 
-// newEnv opens a backend whose agents and functions are this test binary.
-func newEnv(t testing.TB) *env {
+// newEnv opens a backend whose agents and functions are this test binary;
+// tune, if given, adjusts its config.
+func newEnv(t testing.TB, tune ...func(*Config)) *env {
 	t.Helper()
 	requireRoot(t)
-	e := &env{t: t, dataDir: t.TempDir(), fnDir: t.TempDir()}
+	e := &env{t: t, dataDir: t.TempDir(), fnDir: t.TempDir(), tune: func(*Config) {}}
+	if len(tune) > 0 {
+		e.tune = tune[0]
+	}
 	if err := os.Mkdir(filepath.Join(e.fnDir, "testfn"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -53,11 +58,13 @@ func (e *env) open() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	b, err := New(context.Background(), db, Config{
+	cfg := Config{
 		DataDir: e.dataDir, FunctionsDir: e.fnDir, Isolate: true,
 		AgentCommand:         []string{"/usr/bin/env", "PRONGHORN_TEST_ROLE=agent", os.Args[0]},
 		ScaleFromZeroTimeout: 10 * time.Second, ReadyTimeout: 10 * time.Second, StopGrace: 2 * time.Second,
-	})
+	}
+	e.tune(&cfg)
+	b, err := New(context.Background(), db, cfg)
 	if err != nil {
 		db.Close()
 		e.t.Fatal(err)
@@ -328,7 +335,10 @@ func TestReplicaThatDiesIsRestarted(t *testing.T) {
 		victim = w
 	}
 	f.mu.Unlock()
-	if err := victim.cmd.Process.Kill(); err != nil {
+	victim.mu.Lock()
+	cmd := victim.cmd
+	victim.mu.Unlock()
+	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "a replacement replica", func() bool {

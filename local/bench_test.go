@@ -42,7 +42,9 @@ func BenchmarkInvokePath(b *testing.B) {
 	f, _ := e.b.function("openfaas-fn", "bench")
 	agentPID := (*f.ready.Load())[0].cmd.Process.Pid
 	direct := &http.Client{Transport: &http.Transport{
-		DialContext:         func(context.Context, string, string) (net.Conn, error) { return dialInNetns(agentPID, "127.0.0.1:5000") },
+		DialContext: func(context.Context, string, string) (net.Conn, error) {
+			return dialInNetns(agentPID, "127.0.0.1:5000")
+		},
 		MaxIdleConnsPerHost: 256,
 	}}
 	viaProvider := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}

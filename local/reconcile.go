@@ -3,12 +3,15 @@ package local
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/pronghorn-openfaas/pronghorn/agent"
 )
 
 const maxRestartBackoff = 30 * time.Second
@@ -93,45 +96,66 @@ func (b *Backend) retire(w *worker) {
 	w.ready.Store(false)
 	go func() {
 		deadline := time.Now().Add(b.cfg.StopGrace)
-		for w.inflight.Load() > 0 && time.Now().Before(deadline) {
+		// Let calls finish, and a checkpoint of this worker complete: an
+		// evicted worker is often the one being snapshotted.
+		for (w.inflight.Load() > 0 || w.checkpoints.Load() > 0) && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		w.stop(time.Until(deadline) + time.Second)
 	}()
 }
 
-// spawn starts one worker of f's current generation and watches it. Callers
-// hold f.mu.
+// spawn adds one worker of f's current generation and starts it in the
+// background (a restore downloads its snapshot first). Callers hold f.mu.
 func (b *Backend) spawn(f *function) *worker {
 	out := lineWriter{book: b.logs, fn: f.key, name: f.name, namespace: f.namespace, instance: newWorkerID()}
-	spec := f.spec
 	secrets, err := b.store.secretValues(f.namespace, f.rec.Deployment.Secrets)
 	if err != nil {
 		out.write("cannot start replica: " + err.Error())
 		b.noteFailureLocked(f)
 		return nil
 	}
+	spec := f.spec
 	spec.Secrets = secrets
-	w, err := startWorker(b, f, spec, f.generation, out)
-	if err != nil {
-		out.write("cannot start replica: " + err.Error())
-		b.log.Error("start worker", "function", f.display, "err", err)
-		b.noteFailureLocked(f)
-		return nil
-	}
+	spec.Function = f.display
+	spec.CRIUPath = b.cfg.CRIUPath
+	w := newWorker(b.runDir, f.generation, out)
 	f.workers[w.id] = w
-	go b.watch(f, w, out)
+	go b.run(f, w, spec)
 	return w
 }
 
-// watch waits for w to become ready, then for it to exit, and reconciles f
-// after each.
-func (b *Backend) watch(f *function, w *worker, out lineWriter) {
+// run is one worker's life: plan (restore or cold), start, wait until ready,
+// wait until it exits; f is reconciled after each step.
+func (b *Backend) run(f *function, w *worker, spec agent.Config) {
+	restoreKey, restoreDir := b.plan(context.Background(), f, w)
+	if restoreDir != "" {
+		spec.RestoreDir = restoreDir
+		// CRIU needs the images only while restoring.
+		defer os.RemoveAll(restoreDir)
+	}
+	if err := w.start(b, spec); err != nil {
+		w.abandon(err)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		delete(f.workers, w.id)
+		if !errors.Is(err, errRetiredBeforeStart) {
+			w.out.write("cannot start replica: " + err.Error())
+			b.log.Error("start worker", "function", f.display, "err", err)
+			b.noteFailureLocked(f)
+		}
+		b.reconcileLocked(f)
+		return
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.ReadyTimeout+5*time.Second)
-	startErr := w.waitReady(ctx)
+	st, startErr := w.waitReady(ctx)
 	cancel()
 	retiredEarly := w.retiring.Load()
 	failed := startErr != nil && !retiredEarly
+	if startErr == nil && restoreKey != "" && !st.Restored {
+		b.snapshotFailed(f, w, restoreKey, errors.New(st.RestoreError))
+	}
 	switch {
 	case retiredEarly:
 	case startErr == nil:
@@ -141,7 +165,7 @@ func (b *Backend) watch(f *function, w *worker, out lineWriter) {
 		b.reconcileLocked(f)
 		f.mu.Unlock()
 	default:
-		out.write("replica not ready: " + startErr.Error())
+		w.out.write("replica not ready: " + startErr.Error())
 		w.stop(time.Second)
 	}
 
@@ -154,7 +178,7 @@ func (b *Backend) watch(f *function, w *worker, out lineWriter) {
 		if failed {
 			b.noteFailureLocked(f)
 		}
-		out.write("replica exited: " + exitReason(w.exitErr))
+		w.out.write("replica exited: " + exitReason(w.exitErr))
 		b.log.Warn("worker exited", "function", f.display, "worker", w.id, "err", w.exitErr, "restarts", f.restarts)
 	}
 	b.reconcileLocked(f)

@@ -22,6 +22,7 @@ type record struct {
 	Deployment types.FunctionDeployment `json:"deployment"`
 	Dir        string                   `json:"dir"`
 	Process    string                   `json:"process"`
+	Runtime    string                   `json:"runtime,omitempty"`
 	Replicas   uint64                   `json:"replicas"`
 	CreatedAt  time.Time                `json:"createdAt"`
 }

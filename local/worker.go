@@ -2,10 +2,12 @@ package local
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,12 +15,18 @@ import (
 	"net/url"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/pronghorn-openfaas/pronghorn/agent"
+	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 )
+
+// errRetiredBeforeStart is the exit reason of a worker stopped before its
+// agent was started.
+var errRetiredBeforeStart = errors.New("retired before it started")
 
 // worker is one replica: an agent process in namespaces of its own, reached
 // over two unix sockets (invocations, control).
@@ -28,14 +36,23 @@ type worker struct {
 	invokeURL  *url.URL
 	transport  *http.Transport
 	control    *http.Client
-	cmd        *exec.Cmd
+	out        lineWriter
 
-	ready    atomic.Bool
-	retiring atomic.Bool
-	inflight atomic.Int64
-	served   atomic.Int64
+	mu  sync.Mutex
+	cmd *exec.Cmd // nil until the agent is started
 
-	done    chan struct{} // closed when the agent process has exited
+	// eng is the engine's view of this worker (lineage, checkpoint plan);
+	// engMu serialises the calls that update it.
+	engMu sync.Mutex
+	eng   orchestrator.Worker
+
+	ready       atomic.Bool
+	retiring    atomic.Bool
+	checkpoints atomic.Int32 // in flight; at most one
+	inflight    atomic.Int64
+	served      atomic.Int64
+
+	done    chan struct{} // closed when the agent has exited, or will never start
 	exitErr error         // valid after done
 }
 
@@ -58,65 +75,68 @@ func unixTransport(socket string) *http.Transport {
 	}
 }
 
-// startWorker launches an agent for cfg. The agent becomes PID 1 of fresh pid,
-// net, mount, uts and ipc namespaces when isolate is set, and dies with the
-// provider (Pdeathsig) so a killed provider leaves no orphan workers.
-func startWorker(b *Backend, fn *function, spec agent.Config, generation uint64, out lineWriter) (*worker, error) {
+func newWorker(runDir string, generation uint64, out lineWriter) *worker {
 	id := out.instance
-	spec.InvokeSocket = filepath.Join(b.runDir, id+".i")
-	spec.ControlSocket = filepath.Join(b.runDir, id+".c")
-	spec.Isolated = b.cfg.Isolate
-	spec.Function = fn.display
+	return &worker{
+		id:         id,
+		generation: generation,
+		invokeURL:  &url.URL{Scheme: "http", Host: id},
+		transport:  unixTransport(filepath.Join(runDir, id+".i")),
+		control:    &http.Client{Transport: unixTransport(filepath.Join(runDir, id+".c"))},
+		out:        out,
+		done:       make(chan struct{}),
+	}
+}
 
+// start launches the worker's agent with spec. The agent becomes PID 1 of
+// fresh pid, net, mount, uts and ipc namespaces when b isolates, and dies
+// with the provider (Pdeathsig) so a killed provider leaves no orphans.
+func (w *worker) start(b *Backend, spec agent.Config) error {
+	spec.InvokeSocket = filepath.Join(b.runDir, w.id+".i")
+	spec.ControlSocket = filepath.Join(b.runDir, w.id+".c")
+	spec.Isolated = b.cfg.Isolate
 	payload, err := json.Marshal(spec)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	args := append(append([]string(nil), b.cfg.AgentCommand[1:]...), "--run-dir", b.runDir, "--id", id)
+	args := append(append([]string(nil), b.cfg.AgentCommand[1:]...), "--run-dir", b.runDir, "--id", w.id)
 	cmd := exec.Command(b.cfg.AgentCommand[0], args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if b.cfg.Isolate {
 		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWPID | syscall.CLONE_NEWNET | syscall.CLONE_NEWNS |
 			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC
 	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
+	// The config carries secrets: hand it over stdin, never argv or env.
+	cmd.Stdin = bytes.NewReader(payload)
 	output, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start agent: %w", err)
-	}
-	// The config carries secrets: hand it over a pipe, never argv or env.
-	_, werr := stdin.Write(payload)
-	stdin.Close()
-	if werr != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return nil, fmt.Errorf("send agent config: %w", werr)
-	}
 
-	w := &worker{
-		id:         id,
-		generation: generation,
-		invokeURL:  &url.URL{Scheme: "http", Host: id},
-		transport:  unixTransport(spec.InvokeSocket),
-		control:    &http.Client{Transport: unixTransport(spec.ControlSocket), Timeout: 5 * time.Second},
-		cmd:        cmd,
-		done:       make(chan struct{}),
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.retiring.Load() {
+		return errRetiredBeforeStart
 	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start agent: %w", err)
+	}
+	w.cmd = cmd
 	go func() {
-		pump(output, out)
+		pump(output, w.out)
 		w.exitErr = cmd.Wait()
 		w.ready.Store(false)
 		w.transport.CloseIdleConnections()
 		close(w.done)
 	}()
-	return w, nil
+	return nil
+}
+
+// abandon marks a worker that will never start as done.
+func (w *worker) abandon(err error) {
+	w.exitErr = err
+	close(w.done)
 }
 
 func pump(r io.Reader, out lineWriter) {
@@ -128,22 +148,24 @@ func pump(r io.Reader, out lineWriter) {
 }
 
 // waitReady polls the agent's control socket until the function answers, the
-// agent exits, or ctx ends.
-func (w *worker) waitReady(ctx context.Context) error {
+// agent exits, or ctx ends, and returns the agent's status.
+func (w *worker) waitReady(ctx context.Context) (agent.Status, error) {
 	delay := 2 * time.Millisecond
 	for {
+		var st agent.Status
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent/status", nil)
 		if resp, err := w.control.Do(req); err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&st)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+			if err == nil && resp.StatusCode == http.StatusOK {
+				return st, nil
 			}
 		}
 		select {
 		case <-w.done:
-			return fmt.Errorf("worker %s exited before it was ready: %v", w.id, w.exitErr)
+			return st, fmt.Errorf("worker %s exited before it was ready: %v", w.id, w.exitErr)
 		case <-ctx.Done():
-			return fmt.Errorf("worker %s not ready: %w", w.id, ctx.Err())
+			return st, fmt.Errorf("worker %s not ready: %w", w.id, ctx.Err())
 		case <-time.After(delay):
 		}
 		if delay < 100*time.Millisecond {
@@ -152,21 +174,46 @@ func (w *worker) waitReady(ctx context.Context) error {
 	}
 }
 
+// checkpoint asks the agent to dump its function into dir.
+func (w *worker) checkpoint(ctx context.Context, dir string) (agent.CheckpointResult, error) {
+	var res agent.CheckpointResult
+	body, _ := json.Marshal(agent.CheckpointRequest{Dir: dir})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent/checkpoint", bytes.NewReader(body))
+	resp, err := w.control.Do(req)
+	if err != nil {
+		return res, fmt.Errorf("agent: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return res, fmt.Errorf("agent: %s", bytes.TrimSpace(msg))
+	}
+	return res, json.NewDecoder(resp.Body).Decode(&res)
+}
+
 // stop asks the agent to shut its function down, then kills it if it has not
 // exited within grace.
 func (w *worker) stop(grace time.Duration) {
 	w.retiring.Store(true)
 	w.ready.Store(false)
+	w.mu.Lock()
+	cmd := w.cmd
+	w.mu.Unlock()
+	if cmd == nil {
+		// Not started: its run goroutine sees retiring and gives up.
+		<-w.done
+		return
+	}
 	select {
 	case <-w.done:
 		return
 	default:
 	}
-	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-w.done:
 	case <-time.After(grace):
-		_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-w.done
 	}
 }

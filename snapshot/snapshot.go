@@ -32,6 +32,22 @@ func Checkpoint(ctx context.Context, c *CRIU, store Store, pid int, key string, 
 	defer os.RemoveAll(imgDir)
 
 	m.DumpTime = st.Duration
+	m.RawBytes = st.ImageBytes
+	out, err := Upload(ctx, store, key, imgDir, m)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("checkpoint %s: %w", key, err)
+	}
+	return out, nil
+}
+
+// Upload packs the image directory imgDir and streams it into store under
+// key, with no copy on disk. m supplies the manifest's descriptive fields;
+// the stored manifest (checksum, sizes, UploadTime) is returned. Put is
+// atomic, so a failure leaves nothing under key.
+func Upload(ctx context.Context, store Store, key, imgDir string, m Manifest) (Manifest, error) {
+	if err := validateKey(key); err != nil {
+		return Manifest{}, err
+	}
 	start := time.Now()
 	pr, pw := io.Pipe()
 	rawc := make(chan int64, 1)
@@ -41,21 +57,38 @@ func Checkpoint(ctx context.Context, c *CRIU, store Store, pid int, key string, 
 		// A pack error fails the store's reader, which makes Put discard.
 		pw.CloseWithError(err)
 	}()
-	m.RawBytes = st.ImageBytes
 	out, err := store.Put(ctx, key, pr, m)
 	// If Put gave up early, unblock the packer.
-	pr.CloseWithError(errors.New("checkpoint: upload finished"))
+	pr.CloseWithError(errors.New("upload finished"))
 	raw := <-rawc
 	if err != nil {
-		return Manifest{}, fmt.Errorf("checkpoint %s: upload: %w", key, err)
+		return Manifest{}, fmt.Errorf("upload %s: %w", key, err)
 	}
 	out.UploadTime = time.Since(start)
-	if raw != out.RawBytes {
-		// The store already has the object; the raw size is informational
-		// only, so record the true value in the returned manifest.
-		out.RawBytes = raw
-	}
+	// The raw size is informational; record the true value.
+	out.RawBytes = raw
 	return out, nil
+}
+
+// Download fetches key from store and unpacks it into dir while verifying
+// it. dir is usable only when the error is nil: a corrupt or truncated object
+// is reported (wrapping ErrCorrupt) before anyone restores from it.
+func Download(ctx context.Context, store Store, key, dir string) (Manifest, error) {
+	body, m, err := store.Get(ctx, key)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("download %s: %w", key, err)
+	}
+	defer body.Close()
+	if _, err := Unpack(ctx, body, dir); err != nil {
+		// A decoder error on a corrupt object usually comes before the
+		// checksum verdict; drain the body so the verdict (ErrCorrupt) is
+		// reported instead of a zstd/tar message.
+		if _, verr := io.Copy(io.Discard, body); verr != nil && errors.Is(verr, ErrCorrupt) {
+			return m, fmt.Errorf("download %s: %w", key, verr)
+		}
+		return m, fmt.Errorf("download %s: %w", key, err)
+	}
+	return m, nil
 }
 
 // Restore downloads key from store into a temporary directory under
@@ -66,24 +99,14 @@ func Checkpoint(ctx context.Context, c *CRIU, store Store, pid int, key string, 
 // RestoreTime set.
 func Restore(ctx context.Context, c *CRIU, store Store, key string, workDir string, opts RestoreOptions) (int, Manifest, error) {
 	start := time.Now()
-	body, m, err := store.Get(ctx, key)
+	imgDir, err := os.MkdirTemp(workDir, "restore-*")
 	if err != nil {
 		return 0, Manifest{}, fmt.Errorf("restore %s: %w", key, err)
 	}
-	defer body.Close()
-	imgDir, err := os.MkdirTemp(workDir, "restore-*")
-	if err != nil {
-		return 0, m, fmt.Errorf("restore %s: %w", key, err)
-	}
 	defer os.RemoveAll(imgDir)
-	if _, err := Unpack(ctx, body, imgDir); err != nil {
-		// A decoder error on a corrupt object usually comes before the
-		// checksum verdict; drain the body so the verdict (ErrCorrupt) is
-		// reported instead of a zstd/tar message.
-		if _, verr := io.Copy(io.Discard, body); verr != nil && errors.Is(verr, ErrCorrupt) {
-			return 0, m, fmt.Errorf("restore %s: %w", key, verr)
-		}
-		return 0, m, fmt.Errorf("restore %s: %w", key, err)
+	m, err := Download(ctx, store, key, imgDir)
+	if err != nil {
+		return 0, m, fmt.Errorf("restore: %w", err)
 	}
 	pid, err := c.Restore(ctx, imgDir, opts)
 	if err != nil {

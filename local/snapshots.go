@@ -1,0 +1,194 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pronghorn-openfaas/pronghorn/errdefs"
+	"github.com/pronghorn-openfaas/pronghorn/handlers"
+	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
+	"github.com/pronghorn-openfaas/pronghorn/snapshot"
+)
+
+// In local mode the provider moves snapshot images and the agents only run
+// CRIU: a worker's network namespace cannot reach a store on the host's
+// loopback, and store credentials never enter a worker. Images pass through
+// the work directory on the shared filesystem.
+
+// snapshotTimeout bounds one checkpoint or download.
+const snapshotTimeout = 2 * time.Minute
+
+func (b *Backend) snapshotsEnabled() bool { return b.cfg.Engine != nil && b.cfg.Store != nil }
+
+// engineConfig resolves a deployment's strategy from its annotations.
+func (b *Backend) engineConfig(annotations *map[string]string) (orchestrator.Config, error) {
+	var a map[string]string
+	if annotations != nil {
+		a = *annotations
+	}
+	return orchestrator.ConfigFromAnnotations(b.cfg.EngineDefaults, a)
+}
+
+// plan asks the engine how w starts and, for a restore, downloads and
+// verifies the snapshot. It returns the snapshot key and the unpacked image
+// directory, or empty strings for a cold start.
+func (b *Backend) plan(ctx context.Context, f *function, w *worker) (key, dir string) {
+	w.eng = orchestrator.Worker{ID: w.id}
+	if !b.snapshotsEnabled() {
+		return "", ""
+	}
+	p, err := b.cfg.Engine.OnStart(ctx, f.key, w.id)
+	if err != nil {
+		b.log.Error("engine: plan start", "function", f.display, "err", err)
+		return "", ""
+	}
+	w.eng = p.Worker
+	b.deleteSnapshots(p.Pruned)
+	if p.Restore == nil {
+		return "", ""
+	}
+	dir = filepath.Join(b.workDir, w.id+"-restore")
+	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
+	defer cancel()
+	err = os.MkdirAll(dir, 0o700)
+	if err == nil {
+		_, err = snapshot.Download(ctx, b.cfg.Store, p.Restore.Key, dir)
+	}
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		b.snapshotFailed(f, w, p.Restore.Key, err)
+		return "", ""
+	}
+	return p.Restore.Key, dir
+}
+
+// snapshotFailed drops a snapshot that could not be restored, from the pool
+// and the store, and turns w into the cold start it now is.
+func (b *Backend) snapshotFailed(f *function, w *worker, key string, cause error) {
+	w.out.write(fmt.Sprintf("snapshot %s unusable, starting cold: %v", key, cause))
+	b.log.Warn("restore failed, cold start", "function", f.display, "snapshot", key, "err", cause)
+	w.engMu.Lock()
+	w.eng.Lineage, w.eng.Snapshot = 0, ""
+	w.engMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), snapshotTimeout)
+	defer cancel()
+	if err := b.cfg.Engine.Forget(ctx, f.key, key); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		b.log.Error("engine: forget snapshot", "snapshot", key, "err", err)
+	}
+	if err := b.cfg.Store.Delete(ctx, key); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		b.log.Error("delete bad snapshot", "snapshot", key, "err", err)
+	}
+}
+
+func (b *Backend) deleteSnapshots(snaps []orchestrator.Snapshot) {
+	if len(snaps) == 0 {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), snapshotTimeout)
+		defer cancel()
+		for _, s := range snaps {
+			if err := b.cfg.Store.Delete(ctx, s.Key); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+				b.log.Error("delete pruned snapshot", "snapshot", s.Key, "err", err)
+			}
+		}
+	}()
+}
+
+// afterRequest feeds one call's latency to the engine and acts on its
+// answer: a checkpoint runs in the background so the caller's response is
+// not delayed; an eviction retires the worker after its calls finish.
+func (b *Backend) afterRequest(f *function, w *worker, o handlers.Outcome) {
+	if !b.snapshotsEnabled() || o.Err != nil || o.StatusCode >= 500 {
+		return
+	}
+	latency := o.Upstream
+	if latency <= 0 {
+		latency = o.Total
+	}
+	w.engMu.Lock()
+	act, err := b.cfg.Engine.OnRequest(context.Background(), f.key, &w.eng, latency)
+	lineage := w.eng.Lineage
+	w.engMu.Unlock()
+	if err != nil {
+		b.log.Error("engine: request", "function", f.display, "err", err)
+		return
+	}
+	if act.Checkpoint && w.checkpoints.CompareAndSwap(0, 1) {
+		go b.checkpoint(f, w, lineage)
+	}
+	if act.Evict {
+		f.mu.Lock()
+		b.retire(w)
+		b.reconcileLocked(f)
+		f.mu.Unlock()
+	}
+}
+
+// checkpoint snapshots w at lineage request number lineage: the agent dumps
+// into the work directory, the provider packs and uploads, the engine adds
+// the snapshot to the pool. A failure leaves the worker serving.
+func (b *Backend) checkpoint(f *function, w *worker, lineage int) {
+	defer w.checkpoints.Store(0)
+	ctx, cancel := context.WithTimeout(context.Background(), snapshotTimeout)
+	defer cancel()
+	key := fmt.Sprintf("%s/%s/r%05d-%s", f.namespace, f.name, lineage, w.id)
+	dir := filepath.Join(b.workDir, fmt.Sprintf("%s-dump-%d", w.id, lineage))
+	defer os.RemoveAll(dir)
+	fail := func(err error) {
+		w.out.write(fmt.Sprintf("checkpoint at request %d failed: %v", lineage, err))
+		b.log.Warn("checkpoint failed", "function", f.display, "worker", w.id, "request", lineage, "err", err)
+		if err := b.cfg.Engine.CheckpointFailed(ctx, f.key); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			b.log.Error("engine: count failed checkpoint", "err", err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		fail(err)
+		return
+	}
+	res, err := w.checkpoint(ctx, dir)
+	if err != nil {
+		fail(err)
+		return
+	}
+	f.mu.Lock()
+	runtime := f.rec.Runtime
+	f.mu.Unlock()
+	m, err := snapshot.Upload(ctx, b.cfg.Store, key, dir, snapshot.Manifest{
+		Function: f.display, Runtime: runtime, RequestNumber: lineage,
+		RawBytes: res.ImageBytes, DumpTime: res.DumpTime,
+	})
+	if err != nil {
+		fail(fmt.Errorf("upload: %w", err))
+		return
+	}
+	err = b.cfg.Engine.Register(ctx, f.key, orchestrator.Snapshot{
+		Key: key, RequestNumber: lineage, SizeBytes: m.PackedBytes, SHA256: m.SHA256, CreatedAt: m.CreatedAt,
+	})
+	if err != nil {
+		// The function went away meanwhile: the image has no owner.
+		_ = b.cfg.Store.Delete(ctx, key)
+		b.log.Warn("snapshot not registered", "function", f.display, "snapshot", key, "err", err)
+		return
+	}
+	w.out.write(fmt.Sprintf("checkpoint at request %d: %d bytes packed (%d raw), dump %s, upload %s",
+		lineage, m.PackedBytes, m.RawBytes, res.DumpTime.Round(time.Millisecond), m.UploadTime.Round(time.Millisecond)))
+	b.log.Info("checkpoint", "function", f.display, "snapshot", key, "request", lineage,
+		"packed", m.PackedBytes, "raw", m.RawBytes, "dump", res.DumpTime, "frozen", res.FrozenTime, "upload", m.UploadTime)
+}
+
+// Inspect reports the engine's state of a function.
+func (b *Backend) Inspect(ctx context.Context, namespace, name string) (any, error) {
+	f, err := b.function(b.namespace(namespace), name)
+	if err != nil {
+		return nil, err
+	}
+	if b.cfg.Engine == nil {
+		return nil, fmt.Errorf("snapshots are disabled: %w", errdefs.ErrNotFound)
+	}
+	return b.cfg.Engine.Inspect(ctx, f.key)
+}
