@@ -21,6 +21,7 @@ import (
 
 	"github.com/pronghorn-openfaas/pronghorn/handlers"
 	"github.com/pronghorn-openfaas/pronghorn/local"
+	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 )
 
 type providerOptions struct {
@@ -37,6 +38,7 @@ type providerOptions struct {
 	maxBodyBytes     int
 	isolate          bool
 	shutdownDeadline time.Duration
+	snapshots        snapshotOptions
 }
 
 func newProviderCommand() *cobra.Command {
@@ -66,6 +68,7 @@ func newProviderCommand() *cobra.Command {
 	note(envInt(fs, &o.maxBodyBytes, "max-body-bytes", "max_body_bytes", 1<<20, "largest JSON body accepted on /system/*"))
 	note(envBool(fs, &o.isolate, "isolate", "isolate", true, "run each replica in its own pid, net and mount namespaces (needs root)"))
 	note(envDuration(fs, &o.shutdownDeadline, "shutdown-timeout", "shutdown_timeout", 30*time.Second, "how long shutdown waits for calls and replicas to end"))
+	errs = append(errs, o.snapshots.flags(fs)...)
 	cmd.PreRunE = func(*cobra.Command, []string) error { return errors.Join(errs...) }
 	return cmd
 }
@@ -75,7 +78,13 @@ func runProvider(ctx context.Context, o providerOptions) error {
 	log.Info("starting provider", "version", version, "port", o.port, "data_dir", o.dataDir,
 		"functions_dir", o.functionsDir, "read_timeout", o.readTimeout, "write_timeout", o.writeTimeout,
 		"basic_auth", o.basicAuth, "secret_mount_path", o.secretMountPath, "function_namespace", o.namespace,
-		"scale_from_zero_timeout", o.scaleFromZero, "ready_timeout", o.readyTimeout, "isolate", o.isolate)
+		"scale_from_zero_timeout", o.scaleFromZero, "ready_timeout", o.readyTimeout, "isolate", o.isolate,
+		"snapshot_store", o.snapshots.store, "snapshot_encrypted", o.snapshots.keyFile != "", "criu", o.snapshots.criu,
+		"strategy", o.snapshots.engine.Strategy, "evict_after", o.snapshots.engine.EvictAfter,
+		"pool_capacity", o.snapshots.engine.PoolCapacity, "horizon", o.snapshots.engine.Horizon)
+	if err := o.snapshots.engine.Validate(); err != nil {
+		return fmt.Errorf("engine defaults: %w", err)
+	}
 	if o.isolate && os.Geteuid() != 0 {
 		return fmt.Errorf("local mode runs every replica in its own namespaces and needs root; run as root (or pass --isolate=false for a development setup without isolation)")
 	}
@@ -96,17 +105,26 @@ func runProvider(ctx context.Context, o providerOptions) error {
 		}
 	}
 
+	store, err := o.snapshots.openStore(ctx, o.dataDir)
+	if err != nil {
+		return err
+	}
+	engine, err := orchestrator.Open(db)
+	if err != nil {
+		return err
+	}
 	backend, err := local.New(ctx, db, local.Config{
 		DataDir: o.dataDir, FunctionsDir: o.functionsDir, Isolate: o.isolate,
 		DefaultNamespace: o.namespace, ScaleFromZeroTimeout: o.scaleFromZero,
 		ReadyTimeout: o.readyTimeout, Logger: log,
+		Engine: engine, Store: store, EngineDefaults: o.snapshots.engine, CRIUPath: o.snapshots.criu,
 	})
 	if err != nil {
 		return err
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), backend.Collector())
 	router, err := handlers.NewRouter(handlers.Config{
 		BasicAuth: creds, ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout,
 		InvokeTimeout: o.writeTimeout, MaxBodyBytes: int64(o.maxBodyBytes),

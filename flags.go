@@ -68,3 +68,27 @@ func parseDuration(v string) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+func envFloat(fs *pflag.FlagSet, p *float64, name, env string, def float64, usage string) error {
+	if v, ok := os.LookupEnv(env); ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("env %s=%q: not a number", env, v)
+		}
+		def = f
+	}
+	fs.Float64Var(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	return nil
+}
+
+func envInt64(fs *pflag.FlagSet, p *int64, name, env string, def int64, usage string) error {
+	if v, ok := os.LookupEnv(env); ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("env %s=%q: not a number", env, v)
+		}
+		def = n
+	}
+	fs.Int64Var(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	return nil
+}

@@ -66,12 +66,13 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func startProvider(t testing.TB, bin, dataDir string) *provider {
+func startProvider(t testing.TB, bin, dataDir string, extra ...string) *provider {
 	t.Helper()
 	port := freePort(t)
 	p := &provider{t: t, bin: bin, dataDir: dataDir, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &bytes.Buffer{}}
 	p.cmd = exec.Command(bin, "provider", "--port", fmt.Sprint(port), "--data-dir", dataDir,
 		"--functions-dir", filepath.Join(repoRoot(t), "benchmarks", "functions"))
+	p.cmd.Args = append(p.cmd.Args, extra...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -268,5 +269,16 @@ func TestProviderRestartAndCrash(t *testing.T) {
 	var r counterReply
 	if err := json.Unmarshal([]byte(p.must(200, "GET", "/function/keeper", nil)), &r); err != nil || r.Count != 1 {
 		t.Fatalf("invoke after restart: %+v %v", r, err)
+	}
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -141,6 +141,10 @@ func NewRouter(cfg Config, b Backend, reg prometheus.Registerer) (http.Handler, 
 	r.HandleFunc("/system/namespace/{name:["+bootstrap.NameExpression+"]*}",
 		system(namespaceMutationNotImplemented, "/system/namespace")).Methods(http.MethodGet)
 
+	if i, ok := b.(Inspector); ok {
+		r.HandleFunc(InspectPath+name, system(MakeInspectHandler(i, defaults), InspectPath)).Methods(http.MethodGet)
+	}
+
 	invoke := MakeInvokeHandler(b, InvokeOptions{
 		DefaultNamespace: ns,
 		Timeout:          cfg.InvokeTimeout,

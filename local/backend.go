@@ -158,10 +158,12 @@ func New(ctx context.Context, db *bolt.DB, cfg Config) (*Backend, error) {
 	for _, rec := range recs {
 		// Configure again: a crash between storing a function and
 		// configuring its strategy must not leave it unconfigured.
-		if err := b.configureEngine(ctx, rec); err != nil {
+		evictAfter, err := b.configureEngine(ctx, rec)
+		if err != nil {
 			b.log.Error("engine: configure", "function", rec.Deployment.Service, "err", err)
 		}
 		f := newFunction(rec, b.agentSpec(rec))
+		f.evictAfter.Store(evictAfter)
 		b.functions[f.key] = f
 		f.mu.Lock()
 		b.reconcileLocked(f)
@@ -261,15 +263,17 @@ func (b *Backend) prepare(req types.FunctionDeployment) (record, error) {
 	return record{Deployment: req, Dir: dir, Process: process, Runtime: decl.Runtime, Replicas: replicas, CreatedAt: time.Now().UTC()}, nil
 }
 
-func (b *Backend) configureEngine(ctx context.Context, rec record) error {
+// configureEngine hands the function's strategy to the engine and returns
+// its evict-after count.
+func (b *Backend) configureEngine(ctx context.Context, rec record) (int64, error) {
 	if b.cfg.Engine == nil {
-		return nil
+		return 0, nil
 	}
 	cfg, err := b.engineConfig(rec.Deployment.Annotations)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return b.cfg.Engine.Configure(ctx, rec.Deployment.Namespace+"/"+rec.Deployment.Service, cfg)
+	return int64(cfg.EvictAfter), b.cfg.Engine.Configure(ctx, rec.Deployment.Namespace+"/"+rec.Deployment.Service, cfg)
 }
 
 func (b *Backend) agentSpec(rec record) agent.Config {
@@ -295,10 +299,12 @@ func (b *Backend) Deploy(ctx context.Context, req types.FunctionDeployment) erro
 	if err := b.store.createFunction(rec); err != nil {
 		return err
 	}
-	if err := b.configureEngine(ctx, rec); err != nil {
+	evictAfter, err := b.configureEngine(ctx, rec)
+	if err != nil {
 		return err
 	}
 	f := newFunction(rec, b.agentSpec(rec))
+	f.evictAfter.Store(evictAfter)
 	b.functions[f.key] = f
 	f.mu.Lock()
 	b.reconcileLocked(f)
@@ -326,9 +332,11 @@ func (b *Backend) Update(ctx context.Context, req types.FunctionDeployment) erro
 	if err != nil {
 		return err
 	}
-	if err := b.configureEngine(ctx, stored); err != nil {
+	evictAfter, err := b.configureEngine(ctx, stored)
+	if err != nil {
 		return err
 	}
+	f.evictAfter.Store(evictAfter)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.rec, f.spec = stored, b.agentSpec(stored)
@@ -554,5 +562,5 @@ func (l *lease) Release(o handlers.Outcome) {
 	l.w.inflight.Add(-1)
 	l.w.served.Add(1)
 	l.f.invocations.Add(1)
-	l.b.afterRequest(l.f, l.w, o)
+	l.b.released(l.f, l.w, o)
 }

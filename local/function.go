@@ -18,6 +18,7 @@ type function struct {
 	display   string // name.namespace, as OpenFaaS names functions in metrics and logs
 
 	invocations atomic.Int64
+	evictAfter  atomic.Int64              // the engine's E; 0 = no eviction by count
 	ready       atomic.Pointer[[]*worker] // ready, non-retiring workers; read lock-free on the invoke path
 	rr          atomic.Uint64
 

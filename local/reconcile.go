@@ -122,6 +122,9 @@ func (b *Backend) spawn(f *function) *worker {
 	w := newWorker(b.runDir, f.generation, out)
 	f.workers[w.id] = w
 	go b.run(f, w, spec)
+	if b.snapshotsEnabled() {
+		go b.learn(f, w)
+	}
 	return w
 }
 

@@ -99,13 +99,48 @@ func (b *Backend) deleteSnapshots(snaps []orchestrator.Snapshot) {
 	}()
 }
 
-// afterRequest feeds one call's latency to the engine and acts on its
-// answer: a checkpoint runs in the background so the caller's response is
-// not delayed; an eviction retires the worker after its calls finish.
-func (b *Backend) afterRequest(f *function, w *worker, o handlers.Outcome) {
+// outcomeQueue is how many finished calls of one worker may wait for the
+// engine before further ones are dropped from its learning.
+const outcomeQueue = 1024
+
+// released records a finished call. The engine's bookkeeping (a bbolt
+// transaction with an fsync) runs on the worker's own goroutine, in call
+// order, so neither this call's connection nor the next call waits for it.
+// Only the eviction count is enforced here, so a worker never serves more
+// than evict-after calls even when they arrive back to back.
+func (b *Backend) released(f *function, w *worker, o handlers.Outcome) {
 	if !b.snapshotsEnabled() || o.Err != nil || o.StatusCode >= 500 {
 		return
 	}
+	if e := f.evictAfter.Load(); e > 0 && w.served.Load() >= e {
+		f.mu.Lock()
+		b.retire(w)
+		b.reconcileLocked(f)
+		f.mu.Unlock()
+	}
+	select {
+	case w.outcomes <- o:
+	default:
+		b.log.Warn("engine queue full, call not learned from", "function", f.display, "worker", w.id)
+	}
+}
+
+// learn feeds w's finished calls to the engine until w exits.
+func (b *Backend) learn(f *function, w *worker) {
+	for {
+		select {
+		case o := <-w.outcomes:
+			b.afterRequest(f, w, o)
+		case <-w.done:
+			return
+		}
+	}
+}
+
+// afterRequest feeds one call's latency to the engine and acts on its
+// answer: a checkpoint runs in the background; an eviction retires the
+// worker after its calls finish.
+func (b *Backend) afterRequest(f *function, w *worker, o handlers.Outcome) {
 	latency := o.Upstream
 	if latency <= 0 {
 		latency = o.Total

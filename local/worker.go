@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/pronghorn-openfaas/pronghorn/agent"
+	"github.com/pronghorn-openfaas/pronghorn/handlers"
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 )
 
@@ -51,6 +52,8 @@ type worker struct {
 	checkpoints atomic.Int32 // in flight; at most one
 	inflight    atomic.Int64
 	served      atomic.Int64
+
+	outcomes chan handlers.Outcome // finished calls waiting for the engine
 
 	done    chan struct{} // closed when the agent has exited, or will never start
 	exitErr error         // valid after done
@@ -84,6 +87,7 @@ func newWorker(runDir string, generation uint64, out lineWriter) *worker {
 		transport:  unixTransport(filepath.Join(runDir, id+".i")),
 		control:    &http.Client{Transport: unixTransport(filepath.Join(runDir, id+".c"))},
 		out:        out,
+		outcomes:   make(chan handlers.Outcome, outcomeQueue),
 		done:       make(chan struct{}),
 	}
 }

@@ -1,0 +1,74 @@
+package local
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// engineCollector exposes the engine's per-function counters at scrape time,
+// read from bbolt, so they survive provider restarts like the engine does.
+type engineCollector struct {
+	b     *Backend
+	descs map[string]*prometheus.Desc
+}
+
+var engineCounters = []struct{ name, help string }{
+	{"cold_starts_total", "Workers started cold."},
+	{"restores_total", "Workers started from a snapshot."},
+	{"checkpoints_total", "Snapshots taken and added to the pool."},
+	{"failed_restores_total", "Snapshots that could not be restored (the worker started cold)."},
+	{"failed_checkpoints_total", "Checkpoints that failed (the worker kept serving)."},
+}
+
+// Collector returns a Prometheus collector of the orchestration engine's
+// counters and pool sizes per function.
+func (b *Backend) Collector() prometheus.Collector {
+	c := &engineCollector{b: b, descs: map[string]*prometheus.Desc{}}
+	for _, m := range engineCounters {
+		c.descs[m.name] = prometheus.NewDesc("pronghorn_"+m.name, m.help, []string{"function_name"}, nil)
+	}
+	c.descs["pool_snapshots"] = prometheus.NewDesc("pronghorn_pool_snapshots", "Snapshots in the function's pool.", []string{"function_name"}, nil)
+	c.descs["pool_bytes"] = prometheus.NewDesc("pronghorn_pool_bytes", "Stored bytes of the function's pool.", []string{"function_name"}, nil)
+	return c
+}
+
+func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.b.cfg.Engine == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c.b.mu.RLock()
+	fns := make([]*function, 0, len(c.b.functions))
+	for _, f := range c.b.functions {
+		fns = append(fns, f)
+	}
+	c.b.mu.RUnlock()
+	for _, f := range fns {
+		st, err := c.b.cfg.Engine.Inspect(ctx, f.key)
+		if err != nil {
+			continue
+		}
+		values := map[string]uint64{
+			"cold_starts_total": st.ColdStarts, "restores_total": st.Restores, "checkpoints_total": st.Checkpoints,
+			"failed_restores_total": st.FailedRestores, "failed_checkpoints_total": st.FailedCheckpoints,
+		}
+		for name, v := range values {
+			ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.CounterValue, float64(v), f.display)
+		}
+		var bytes int64
+		for _, s := range st.Pool {
+			bytes += s.SizeBytes
+		}
+		ch <- prometheus.MustNewConstMetric(c.descs["pool_snapshots"], prometheus.GaugeValue, float64(len(st.Pool)), f.display)
+		ch <- prometheus.MustNewConstMetric(c.descs["pool_bytes"], prometheus.GaugeValue, float64(bytes), f.display)
+	}
+}
