@@ -1,0 +1,107 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pronghorn-openfaas/pronghorn/handlers"
+	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
+)
+
+func newInspectCommand() *cobra.Command {
+	var gateway, namespace, user, password string
+	var raw bool
+	cmd := &cobra.Command{
+		Use:   "inspect FUNCTION",
+		Short: "Show a function's snapshot orchestration state: strategy, snapshot pool, learned latencies, counters",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			u := strings.TrimRight(gateway, "/") + handlers.InspectPath + url.PathEscape(args[0])
+			if namespace != "" {
+				u += "?namespace=" + url.QueryEscape(namespace)
+			}
+			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, u, nil)
+			if err != nil {
+				return err
+			}
+			if user != "" {
+				req.SetBasicAuth(user, password)
+			}
+			resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+			if err != nil {
+				return err
+			}
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+			}
+			if raw {
+				_, err = os.Stdout.Write(body)
+				return err
+			}
+			var st orchestrator.State
+			if err := json.Unmarshal(body, &st); err != nil {
+				return fmt.Errorf("decode state: %w", err)
+			}
+			printState(os.Stdout, args[0], st)
+			return nil
+		},
+	}
+	envString(cmd.Flags(), &gateway, "gateway", "OPENFAAS_URL", "http://127.0.0.1:8080", "provider or gateway URL")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "function namespace (default: the provider's)")
+	envString(cmd.Flags(), &user, "user", "basic_auth_user", "", "basic auth user")
+	envString(cmd.Flags(), &password, "password", "basic_auth_password", "", "basic auth password")
+	cmd.Flags().BoolVar(&raw, "json", false, "print the raw JSON")
+	return cmd
+}
+
+func printState(w io.Writer, name string, st orchestrator.State) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	c := st.Config
+	fmt.Fprintf(tw, "function\t%s\n", name)
+	fmt.Fprintf(tw, "strategy\t%s (C=%d E=%d M=%d T=%d p=%g gamma=%g eps=%g)\n",
+		st.Strategy, c.PoolCapacity, c.EvictAfter, c.Horizon, c.CheckpointAt, c.P, c.Gamma, c.Eps)
+	fmt.Fprintf(tw, "cold starts\t%d\nrestores\t%d\ncheckpoints\t%d\nfailed restores\t%d\nfailed checkpoints\t%d\n",
+		st.ColdStarts, st.Restores, st.Checkpoints, st.FailedRestores, st.FailedCheckpoints)
+	tw.Flush()
+
+	fmt.Fprintf(w, "\nsnapshot pool (%d)\n", len(st.Pool))
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REQUEST\tSIZE\tSCORE\tKEY")
+	for _, s := range st.Pool {
+		fmt.Fprintf(tw, "%d\t%.1f MB\t%.1f\t%s\n", s.RequestNumber, float64(s.SizeBytes)/1e6, s.Score, s.Key)
+	}
+	tw.Flush()
+
+	fmt.Fprintln(w, "\nlearned latency by lineage request number (µs)")
+	tw = tabwriter.NewWriter(w, 0, 4, 1, ' ', tabwriter.AlignRight)
+	shown := 0
+	for i, v := range st.Weights {
+		if v == 0 {
+			continue
+		}
+		fmt.Fprintf(tw, "%d:\t%.0f\t", i+1, v)
+		shown++
+		if shown%8 == 0 {
+			fmt.Fprintln(tw)
+		}
+	}
+	if shown == 0 {
+		fmt.Fprint(tw, "(none observed yet)")
+	}
+	fmt.Fprintln(tw)
+	tw.Flush()
+}
