@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # demo.sh — the main job on the embedded defaults: set up, start the provider
-# on :8080 (local mode, state in /var/lib/pronghorn), deploy the PyPy sample
-# function, invoke it and show its status. The provider keeps running; stop it
-# with: kill "$(cat /var/lib/pronghorn/provider.pid)".
+# on :8080 (local mode, state in /var/lib/pronghorn, snapshots in a local
+# directory), deploy the PyPy sample function with Pronghorn's request-centric
+# strategy and workers retired every 4 requests, invoke it, and show how new
+# workers were restored from snapshots (the counter carries on instead of
+# restarting at 1). The provider keeps running; stop it with:
+#   kill "$(cat /var/lib/pronghorn/provider.pid)"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,15 +35,19 @@ echo "demo: provider up at $GATEWAY (log: $DATA_DIR/provider.log)"
 
 # The same request faas-cli deploy sends.
 code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$GATEWAY/system/functions" \
-	-d '{"service":"counter","image":"counter-pypy","annotations":{"com.pronghorn.strategy":"request-centric"}}')
+	-d '{"service":"counter","image":"counter-pypy","annotations":{"com.pronghorn.strategy":"request-centric","com.pronghorn.evict-after":"4"}}')
 case "$code" in
 202) echo "demo: deployed counter (benchmarks/functions/counter-pypy)" ;;
 409) echo "demo: counter already deployed" ;;
 *) echo "demo: deploy answered $code" >&2; exit 1 ;;
 esac
 
-for i in 1 2 3 4 5; do
+for i in $(seq 16); do
 	echo "demo: invoke $i: $(curl -fsS "$GATEWAY/function/counter" -d "request $i")"
+	sleep 0.2
 done
 echo "demo: status: $(curl -fsS "$GATEWAY/system/function/counter")"
+echo
+bin/pronghorn inspect counter --gateway "$GATEWAY"
+echo
 echo "demo: try: faas-cli list -g $GATEWAY; faas-cli invoke counter -g $GATEWAY <<< hi"
