@@ -24,7 +24,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newProviderCommand(), newAgentCommand(), newInspectCommand(), newDoctorCommand())
+	root.AddCommand(newProviderCommand(), newAgentCommand(), newInspectCommand(), newDoctorCommand(), newBenchCommand())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "pronghorn:", err)
 		os.Exit(1)
