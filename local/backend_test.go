@@ -33,15 +33,15 @@ type env struct {
 	fnDir   string
 	db      *bolt.DB
 	b       *Backend
-	tune    func(*Config)
+	tune    func(*Config, *bolt.DB)
 }
 
 // newEnv opens a backend whose agents and functions are this test binary;
 // tune, if given, adjusts its config.
-func newEnv(t testing.TB, tune ...func(*Config)) *env {
+func newEnv(t testing.TB, tune ...func(*Config, *bolt.DB)) *env {
 	t.Helper()
 	requireRoot(t)
-	e := &env{t: t, dataDir: t.TempDir(), fnDir: t.TempDir(), tune: func(*Config) {}}
+	e := &env{t: t, dataDir: t.TempDir(), fnDir: t.TempDir(), tune: func(*Config, *bolt.DB) {}}
 	if len(tune) > 0 {
 		e.tune = tune[0]
 	}
@@ -63,7 +63,7 @@ func (e *env) open() {
 		AgentCommand:         []string{"/usr/bin/env", "PRONGHORN_TEST_ROLE=agent", os.Args[0]},
 		ScaleFromZeroTimeout: 10 * time.Second, ReadyTimeout: 10 * time.Second, StopGrace: 2 * time.Second,
 	}
-	e.tune(&cfg)
+	e.tune(&cfg, db)
 	b, err := New(context.Background(), db, cfg)
 	if err != nil {
 		db.Close()

@@ -17,17 +17,22 @@ import (
 	"github.com/pronghorn-openfaas/pronghorn/snapshot"
 )
 
-// snapshotEnv is a backend with the engine and a directory store, running
-// the real sample functions under benchmarks/functions with real CRIU.
-func snapshotEnv(t *testing.T, runtimeBin string) (*env, *orchestrator.Engine, *snapshot.DirStore, string) {
+// snapshotEnv is a backend with the engine (in the backend's own bbolt
+// file, as the provider has it) and a directory store, running the real
+// sample functions under benchmarks/functions with real CRIU. criu, if
+// given, replaces the CRIU binary.
+func snapshotEnv(t *testing.T, runtimeBin string, criu ...string) (*env, *snapshot.DirStore, string) {
 	t.Helper()
 	requireRoot(t)
-	criu := os.Getenv("PRONGHORN_CRIU")
-	if criu == "" {
-		criu = snapshot.DefaultCRIUPath
+	criuPath := os.Getenv("PRONGHORN_CRIU")
+	if criuPath == "" {
+		criuPath = snapshot.DefaultCRIUPath
 	}
-	if _, err := os.Stat(criu); err != nil {
-		t.Skipf("needs CRIU at %s (scripts/install-criu.sh): %v", criu, err)
+	if _, err := os.Stat(criuPath); err != nil {
+		t.Skipf("needs CRIU at %s (scripts/install-criu.sh): %v", criuPath, err)
+	}
+	if len(criu) > 0 {
+		criuPath = criu[0]
 	}
 	if _, err := exec.LookPath(runtimeBin); err != nil {
 		t.Skipf("needs %s for the sample function (scripts/setup.sh)", runtimeBin)
@@ -37,32 +42,54 @@ func snapshotEnv(t *testing.T, runtimeBin string) (*env, *orchestrator.Engine, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	engineDB, err := bolt.Open(filepath.Join(t.TempDir(), "engine.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { engineDB.Close() })
-	engine, err := orchestrator.Open(engineDB)
-	if err != nil {
-		t.Fatal(err)
-	}
 	_, file, _, _ := runtime.Caller(0)
 	functions := filepath.Join(filepath.Dir(filepath.Dir(file)), "benchmarks", "functions")
-	e := newEnv(t, func(c *Config) {
+	e := newEnv(t, func(c *Config, db *bolt.DB) {
+		engine, err := orchestrator.Open(db)
+		if err != nil {
+			t.Fatal(err)
+		}
 		c.FunctionsDir = functions
-		c.Engine, c.Store, c.CRIUPath = engine, store, criu
+		c.Engine, c.Store, c.CRIUPath = engine, store, criuPath
 		c.ReadyTimeout = 30 * time.Second
 	})
-	return e, engine, store, storeDir
+	return e, store, storeDir
 }
 
-func counterOf(t *testing.T, body string) int {
-	t.Helper()
+func (e *env) inspect() orchestrator.State {
+	e.t.Helper()
+	st, err := e.b.cfg.Engine.Inspect(context.Background(), "openfaas-fn/c")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+// deployCounter deploys the sample function image as "c" with the given
+// com.pronghorn.* annotations (without the prefix).
+func (e *env) deployCounter(image string, annotations map[string]string) {
+	e.t.Helper()
+	a := map[string]string{}
+	for k, v := range annotations {
+		a["com.pronghorn."+k] = v
+	}
+	if err := e.b.Deploy(context.Background(), types.FunctionDeployment{Service: "c", Image: image, Annotations: &a}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// count invokes c and returns the counter it answered with.
+func (e *env) count() int {
+	e.t.Helper()
+	body, err := e.invoke("c")
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	var r struct {
 		Count int `json:"count"`
 	}
 	if err := json.Unmarshal([]byte(body), &r); err != nil {
-		t.Fatalf("reply %q: %v", body, err)
+		e.t.Fatalf("reply %q: %v", body, err)
 	}
 	return r.Count
 }
@@ -77,95 +104,121 @@ func TestCheckpointEvictRestore(t *testing.T) {
 		{"counter-node", "node", ""},
 	} {
 		t.Run(tc.image, func(t *testing.T) {
-			e, engine, _, _ := snapshotEnv(t, tc.bin)
+			e, _, _ := snapshotEnv(t, tc.bin)
 			if tc.needs != "" {
 				if _, err := os.Stat(filepath.Join(e.b.cfg.FunctionsDir, tc.image, tc.needs)); err != nil {
 					t.Skipf("%s not built (scripts/setup.sh compiles it): %v", tc.needs, err)
 				}
 			}
-			ctx := context.Background()
-			err := e.b.Deploy(ctx, types.FunctionDeployment{Service: "c", Image: tc.image, Annotations: &map[string]string{
-				"com.pronghorn.strategy": "fixed", "com.pronghorn.checkpoint-at": "3", "com.pronghorn.evict-after": "5",
-			}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			e.deployCounter(tc.image, map[string]string{"strategy": "fixed", "checkpoint-at": "3", "evict-after": "5"})
 			for want := 1; want <= 5; want++ {
-				body, err := e.invoke("c")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got := counterOf(t, body); got != want {
+				if got := e.count(); got != want {
 					t.Fatalf("request %d: count %d", want, got)
 				}
 				if want == 3 {
-					eventually(t, "the checkpoint", func() bool {
-						st, _ := engine.Inspect(ctx, "openfaas-fn/c")
-						return st.Checkpoints+st.FailedCheckpoints > 0
-					})
+					eventually(t, "the checkpoint", func() bool { st := e.inspect(); return st.Checkpoints+st.FailedCheckpoints > 0 })
 				}
 			}
-			st, _ := engine.Inspect(ctx, "openfaas-fn/c")
-			if st.Checkpoints != 1 || len(st.Pool) != 1 || st.Pool[0].RequestNumber != 3 {
+			if st := e.inspect(); st.Checkpoints != 1 || len(st.Pool) != 1 || st.Pool[0].RequestNumber != 3 {
 				t.Fatalf("after checkpoint: %+v", st)
 			}
 			// The 6th request goes to the replacement, restored at request 3.
-			body, err := e.invoke("c")
-			if err != nil {
-				t.Fatal(err)
+			if got := e.count(); got != 4 {
+				t.Fatalf("restored worker answered count %d, want 4", got)
 			}
-			if got := counterOf(t, body); got != 4 {
-				t.Fatalf("restored worker answered count %d, want 4 (%s)", got, body)
-			}
-			st, _ = engine.Inspect(ctx, "openfaas-fn/c")
-			if st.Restores != 1 || st.FailedRestores != 0 {
+			if st := e.inspect(); st.Restores != 1 || st.FailedRestores != 0 {
 				t.Errorf("counters: %+v", st)
 			}
 		})
 	}
 }
 
+// The engine's pool and weights live in the provider's bbolt file: after a
+// restart the function's replica comes back restored from its snapshot.
+func TestRestartKeepsPool(t *testing.T) {
+	e, _, _ := snapshotEnv(t, "node")
+	e.deployCounter("counter-node", map[string]string{"strategy": "fixed", "checkpoint-at": "2"})
+	e.count()
+	e.count()
+	eventually(t, "the checkpoint", func() bool { return e.inspect().Checkpoints == 1 })
+	before := e.inspect()
+	e.close()
+	e.open()
+	after := e.inspect()
+	if len(after.Pool) != 1 || after.Pool[0].Key != before.Pool[0].Key || after.Weights[0] != before.Weights[0] {
+		t.Fatalf("state lost across restart:\nbefore %+v\nafter  %+v", before, after)
+	}
+	if got := e.count(); got != 3 {
+		t.Fatalf("replica after restart answered %d, want 3 (restored at request 2)", got)
+	}
+}
+
+// Scaling out restores the same snapshot into several fresh workers at once,
+// each in its own namespaces.
+func TestScaleOutRestoresConcurrently(t *testing.T) {
+	e, _, _ := snapshotEnv(t, "node")
+	e.deployCounter("counter-node", map[string]string{"strategy": "fixed", "checkpoint-at": "2"})
+	e.count()
+	e.count()
+	eventually(t, "the checkpoint", func() bool { return e.inspect().Checkpoints == 1 })
+	if err := e.b.Scale(context.Background(), "", "c", 3); err != nil {
+		t.Fatal(err)
+	}
+	e.waitAvailable("c", 3)
+	if st := e.inspect(); st.Restores != 2 || st.FailedRestores != 0 {
+		t.Fatalf("counters: %+v", st)
+	}
+	// Every replica continues from request 2: the original at 3, and each
+	// restored one at 3 too, so no call ever sees a cold counter.
+	for range 6 {
+		if got := e.count(); got < 3 {
+			t.Fatalf("a replica answered %d: not restored", got)
+		}
+	}
+}
+
+// Without a working CRIU the checkpoint fails, is counted, and the worker
+// keeps serving.
+func TestFailedCheckpointKeepsServing(t *testing.T) {
+	e, _, _ := snapshotEnv(t, "node", "/nonexistent/criu")
+	e.deployCounter("counter-node", map[string]string{"strategy": "fixed", "checkpoint-at": "1"})
+	e.count()
+	eventually(t, "the failed checkpoint", func() bool { return e.inspect().FailedCheckpoints == 1 })
+	for want := 2; want <= 3; want++ {
+		if got := e.count(); got != want {
+			t.Fatalf("after a failed checkpoint: count %d, want %d", got, want)
+		}
+	}
+	if st := e.inspect(); len(st.Pool) != 0 || st.Checkpoints != 0 {
+		t.Errorf("state: %+v", st)
+	}
+}
+
 // A corrupt snapshot is refused before anything is restored: the worker
 // starts cold, and the snapshot leaves the pool and the store.
 func TestCorruptSnapshotFallsBackToCold(t *testing.T) {
-	e, engine, store, storeDir := snapshotEnv(t, "node")
-	ctx := context.Background()
-	err := e.b.Deploy(ctx, types.FunctionDeployment{Service: "c", Image: "counter-node", Annotations: &map[string]string{
-		"com.pronghorn.strategy": "fixed", "com.pronghorn.checkpoint-at": "2", "com.pronghorn.evict-after": "3",
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, store, storeDir := snapshotEnv(t, "node")
+	e.deployCounter("counter-node", map[string]string{"strategy": "fixed", "checkpoint-at": "2", "evict-after": "3"})
 	for i := 1; i <= 3; i++ {
-		if _, err := e.invoke("c"); err != nil {
-			t.Fatal(err)
-		}
+		e.count()
 		if i == 2 {
-			eventually(t, "the checkpoint", func() bool {
-				st, _ := engine.Inspect(ctx, "openfaas-fn/c")
-				return st.Checkpoints > 0
-			})
+			eventually(t, "the checkpoint", func() bool { return e.inspect().Checkpoints > 0 })
 		}
 	}
-	st, _ := engine.Inspect(ctx, "openfaas-fn/c")
+	st := e.inspect()
 	if len(st.Pool) != 1 {
 		t.Fatalf("pool: %+v", st.Pool)
 	}
 	key := st.Pool[0].Key
 	corruptObject(t, storeDir, key)
 
-	body, err := e.invoke("c")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := counterOf(t, body); got != 1 {
+	if got := e.count(); got != 1 {
 		t.Fatalf("worker after a corrupt snapshot answered count %d, want a cold 1", got)
 	}
-	st, _ = engine.Inspect(ctx, "openfaas-fn/c")
-	if st.FailedRestores != 1 || len(st.Pool) != 0 {
+	if st := e.inspect(); st.FailedRestores != 1 || len(st.Pool) != 0 {
 		t.Errorf("after corrupt restore: %+v", st)
 	}
-	if _, err := store.Stat(ctx, key); err == nil {
+	if _, err := store.Stat(context.Background(), key); err == nil {
 		t.Error("corrupt snapshot still in the store")
 	}
 }
