@@ -41,6 +41,7 @@ type Agent struct {
 	// restoreErr says why a requested restore fell back to a cold start.
 	restoreErr    atomic.Pointer[string]
 	restored      atomic.Bool
+	restoreDur    atomic.Int64
 	checkpointing sync.Mutex
 }
 
@@ -53,6 +54,8 @@ type Status struct {
 	// RestoreError is why a requested restore failed (the function then
 	// started cold).
 	RestoreError string `json:"restoreError,omitempty"`
+	// RestoreTime is how long CRIU took to restore the function.
+	RestoreTime time.Duration `json:"restoreTime,omitempty"`
 }
 
 // New prepares an agent; funcLog receives the function's stdout and stderr.
@@ -121,12 +124,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	started := time.Now()
 	var p *process
 	if a.cfg.RestoreDir != "" {
+		restoreStart := time.Now()
 		if p, err = a.restore(ctx, a.cfg.RestoreDir); err != nil {
 			msg := err.Error()
 			a.restoreErr.Store(&msg)
 			a.log.Warn("restore failed, starting cold", "function", a.cfg.Function, "err", err)
 		} else {
 			a.restored.Store(true)
+			a.restoreDur.Store(int64(time.Since(restoreStart)))
 		}
 	}
 	if p == nil {
@@ -174,7 +179,7 @@ func (a *Agent) stop(p *process) {
 func (a *Agent) controlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		st := Status{Ready: a.ready.Load(), Restored: a.restored.Load()}
+		st := Status{Ready: a.ready.Load(), Restored: a.restored.Load(), RestoreTime: time.Duration(a.restoreDur.Load())}
 		if p := a.proc.Load(); p != nil {
 			st.PID = p.pid
 		}

@@ -69,7 +69,13 @@ func TestSnapshotsThroughProviderWithMinIO(t *testing.T) {
 		t.Errorf("state: %+v", st)
 	}
 	metrics := p.must(200, "GET", "/metrics", nil)
-	for _, want := range []string{`pronghorn_restores_total{function_name="c.openfaas-fn"} 1`, `pronghorn_pool_snapshots{function_name="c.openfaas-fn"} 1`} {
+	for _, want := range []string{
+		`pronghorn_restores_total{function_name="c.openfaas-fn"} 1`,
+		`pronghorn_pool_snapshots{function_name="c.openfaas-fn"} 1`,
+		`pronghorn_dump_seconds_count{function_name="c.openfaas-fn"} 1`,
+		`pronghorn_restore_seconds_count{function_name="c.openfaas-fn"} 1`,
+		`pronghorn_snapshot_transfer_bytes_total{direction="download",function_name="c.openfaas-fn"}`,
+	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}

@@ -108,6 +108,7 @@ type Backend struct {
 	logs    *logBook
 	runDir  string
 	workDir string // CRIU images on their way to or from the store
+	metrics *snapshotMetrics
 
 	closed atomic.Bool
 
@@ -133,7 +134,7 @@ func New(ctx context.Context, db *bolt.DB, cfg Config) (*Backend, error) {
 	b := &Backend{
 		cfg: cfg, log: cfg.Logger, store: st, logs: newLogBook(cfg.LogLines),
 		runDir: filepath.Join(cfg.DataDir, "run"), workDir: filepath.Join(cfg.DataDir, "work"),
-		functions: map[string]*function{},
+		functions: map[string]*function{}, metrics: newSnapshotMetrics(),
 	}
 	if n := killOrphans(b.runDir); n > 0 {
 		b.log.Warn("stopped orphan workers of an earlier provider", "count", n)

@@ -156,8 +156,12 @@ func (b *Backend) run(f *function, w *worker, spec agent.Config) {
 	cancel()
 	retiredEarly := w.retiring.Load()
 	failed := startErr != nil && !retiredEarly
-	if startErr == nil && restoreKey != "" && !st.Restored {
-		b.snapshotFailed(f, w, restoreKey, errors.New(st.RestoreError))
+	if startErr == nil && restoreKey != "" {
+		if st.Restored {
+			b.metrics.restore.WithLabelValues(f.display).Observe(st.RestoreTime.Seconds())
+		} else {
+			b.snapshotFailed(f, w, restoreKey, errors.New(st.RestoreError))
+		}
 	}
 	switch {
 	case retiredEarly:

@@ -54,15 +54,19 @@ func (b *Backend) plan(ctx context.Context, f *function, w *worker) (key, dir st
 	dir = filepath.Join(b.workDir, w.id+"-restore")
 	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
 	defer cancel()
+	start := time.Now()
+	var m snapshot.Manifest
 	err = os.MkdirAll(dir, 0o700)
 	if err == nil {
-		_, err = snapshot.Download(ctx, b.cfg.Store, p.Restore.Key, dir)
+		m, err = snapshot.Download(ctx, b.cfg.Store, p.Restore.Key, dir)
 	}
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		b.snapshotFailed(f, w, p.Restore.Key, err)
 		return "", ""
 	}
+	b.metrics.download.WithLabelValues(f.display).Observe(time.Since(start).Seconds())
+	b.metrics.transferred.WithLabelValues(f.display, "download").Add(float64(m.PackedBytes))
 	return p.Restore.Key, dir
 }
 
@@ -210,6 +214,11 @@ func (b *Backend) checkpoint(f *function, w *worker, lineage int) {
 		b.log.Warn("snapshot not registered", "function", f.display, "snapshot", key, "err", err)
 		return
 	}
+	b.metrics.dump.WithLabelValues(f.display).Observe(res.DumpTime.Seconds())
+	b.metrics.upload.WithLabelValues(f.display).Observe(m.UploadTime.Seconds())
+	b.metrics.packedBytes.WithLabelValues(f.display).Set(float64(m.PackedBytes))
+	b.metrics.rawBytes.WithLabelValues(f.display).Set(float64(m.RawBytes))
+	b.metrics.transferred.WithLabelValues(f.display, "upload").Add(float64(m.PackedBytes))
 	w.out.write(fmt.Sprintf("checkpoint at request %d: %d bytes packed (%d raw), dump %s, upload %s",
 		lineage, m.PackedBytes, m.RawBytes, res.DumpTime.Round(time.Millisecond), m.UploadTime.Round(time.Millisecond)))
 	b.log.Info("checkpoint", "function", f.display, "snapshot", key, "request", lineage,
