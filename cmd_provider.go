@@ -20,6 +20,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/pronghorn-openfaas/pronghorn/handlers"
+	"github.com/pronghorn-openfaas/pronghorn/k8s"
 	"github.com/pronghorn-openfaas/pronghorn/local"
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 )
@@ -39,13 +40,19 @@ type providerOptions struct {
 	isolate          bool
 	shutdownDeadline time.Duration
 	snapshots        snapshotOptions
+
+	backend         string
+	kubeconfig      string
+	agentImage      string
+	imagePullPolicy string
+	providerURL     string
 }
 
 func newProviderCommand() *cobra.Command {
 	var o providerOptions
 	cmd := &cobra.Command{
 		Use:   "provider",
-		Short: "Serve the faas-provider API with functions running as namespaced processes on this machine",
+		Short: "Serve the faas-provider API: functions as namespaced processes on this machine (local) or as pods (kubernetes)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -68,73 +75,134 @@ func newProviderCommand() *cobra.Command {
 	note(envInt(fs, &o.maxBodyBytes, "max-body-bytes", "max_body_bytes", 1<<20, "largest JSON body accepted on /system/*"))
 	note(envBool(fs, &o.isolate, "isolate", "isolate", true, "run each replica in its own pid, net and mount namespaces (needs root)"))
 	note(envDuration(fs, &o.shutdownDeadline, "shutdown-timeout", "shutdown_timeout", 30*time.Second, "how long shutdown waits for calls and replicas to end"))
+	envString(fs, &o.backend, "backend", "backend", "local", "where functions run: local (namespaced processes on this machine) or kubernetes (pods)")
+	envString(fs, &o.kubeconfig, "kubeconfig", "KUBECONFIG", "", "kubernetes: kubeconfig path (default: in-cluster, then ~/.kube/config)")
+	envString(fs, &o.agentImage, "agent-image", "agent_image", "", "kubernetes: image holding /usr/bin/pronghorn, copied into every function pod as its agent")
+	envString(fs, &o.imagePullPolicy, "image-pull-policy", "image_pull_policy", "Always", "kubernetes: pull policy of function pods")
+	envString(fs, &o.providerURL, "provider-url", "provider_url", "", "kubernetes: URL at which agents reach this provider")
 	errs = append(errs, o.snapshots.flags(fs)...)
 	cmd.PreRunE = func(*cobra.Command, []string) error { return errors.Join(errs...) }
 	return cmd
 }
 
+// runningBackend is a backend the provider serves and stops on shutdown.
+type runningBackend interface {
+	handlers.Backend
+	Close(ctx context.Context) error
+}
+
 func runProvider(ctx context.Context, o providerOptions) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	log.Info("starting provider", "version", version, "port", o.port, "data_dir", o.dataDir,
+	log.Info("starting provider", "version", version, "backend", o.backend, "port", o.port, "data_dir", o.dataDir,
 		"functions_dir", o.functionsDir, "read_timeout", o.readTimeout, "write_timeout", o.writeTimeout,
 		"basic_auth", o.basicAuth, "secret_mount_path", o.secretMountPath, "function_namespace", o.namespace,
 		"scale_from_zero_timeout", o.scaleFromZero, "ready_timeout", o.readyTimeout, "isolate", o.isolate,
 		"snapshot_store", o.snapshots.store, "snapshot_encrypted", o.snapshots.keyFile != "", "criu", o.snapshots.criu,
 		"strategy", o.snapshots.engine.Strategy, "evict_after", o.snapshots.engine.EvictAfter,
-		"pool_capacity", o.snapshots.engine.PoolCapacity, "horizon", o.snapshots.engine.Horizon)
-	if err := o.snapshots.engine.Validate(); err != nil {
-		return fmt.Errorf("engine defaults: %w", err)
-	}
-	if o.isolate && os.Geteuid() != 0 {
-		return fmt.Errorf("local mode runs every replica in its own namespaces and needs root; run as root (or pass --isolate=false for a development setup without isolation)")
-	}
-	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
-	}
-	db, err := bolt.Open(filepath.Join(o.dataDir, "pronghorn.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		return fmt.Errorf("open state file (is another provider using %s?): %w", o.dataDir, err)
-	}
-	defer db.Close()
+		"pool_capacity", o.snapshots.engine.PoolCapacity, "horizon", o.snapshots.engine.Horizon,
+		"agent_image", o.agentImage)
 
 	var creds *auth.BasicAuthCredentials
 	if o.basicAuth {
 		reader := auth.ReadBasicAuthFromDisk{SecretMountPath: o.secretMountPath}
+		var err error
 		if creds, err = reader.Read(); err != nil {
 			return fmt.Errorf("basic auth: %w", err)
 		}
 	}
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var backend runningBackend
+	switch o.backend {
+	case "local":
+		b, closeState, err := openLocal(ctx, o, log)
+		if err != nil {
+			return err
+		}
+		defer closeState()
+		reg.MustRegister(b.Collector())
+		backend = b
+	case "kubernetes":
+		b, err := openKubernetes(o, log)
+		if err != nil {
+			return err
+		}
+		backend = b
+	default:
+		return fmt.Errorf("--backend %q: want local or kubernetes", o.backend)
+	}
+
+	router, err := handlers.NewRouter(handlers.Config{
+		BasicAuth: creds, ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout,
+		InvokeTimeout: o.writeTimeout, MaxBodyBytes: int64(o.maxBodyBytes),
+		ProviderName: "pronghorn", Version: version, SHA: commit,
+		Orchestration: o.backend, DefaultNamespace: o.namespace,
+	}, backend, reg)
+	if err != nil {
+		_ = backend.Close(context.Background())
+		return err
+	}
+	return serve(ctx, o, log, router, backend)
+}
+
+// openLocal opens the state file, the snapshot store and the engine, and
+// starts the local backend; closeState closes the state file after the
+// backend has stopped.
+func openLocal(ctx context.Context, o providerOptions, log *slog.Logger) (*local.Backend, func(), error) {
+	if err := o.snapshots.engine.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("engine defaults: %w", err)
+	}
+	if o.isolate && os.Geteuid() != 0 {
+		return nil, nil, fmt.Errorf("local mode runs every replica in its own namespaces and needs root; run as root (or pass --isolate=false for a development setup without isolation)")
+	}
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("data dir: %w", err)
+	}
+	db, err := bolt.Open(filepath.Join(o.dataDir, "pronghorn.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open state file (is another provider using %s?): %w", o.dataDir, err)
+	}
+	fail := func(err error) (*local.Backend, func(), error) {
+		db.Close()
+		return nil, nil, err
+	}
 	store, err := o.snapshots.openStore(ctx, o.dataDir)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	engine, err := orchestrator.Open(db)
 	if err != nil {
-		return err
+		return fail(err)
 	}
-	backend, err := local.New(ctx, db, local.Config{
+	b, err := local.New(ctx, db, local.Config{
 		DataDir: o.dataDir, FunctionsDir: o.functionsDir, Isolate: o.isolate,
 		DefaultNamespace: o.namespace, ScaleFromZeroTimeout: o.scaleFromZero,
 		ReadyTimeout: o.readyTimeout, Logger: log,
 		Engine: engine, Store: store, EngineDefaults: o.snapshots.engine, CRIUPath: o.snapshots.criu,
 	})
 	if err != nil {
-		return err
+		return fail(err)
 	}
+	return b, func() { db.Close() }, nil
+}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), backend.Collector())
-	router, err := handlers.NewRouter(handlers.Config{
-		BasicAuth: creds, ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout,
-		InvokeTimeout: o.writeTimeout, MaxBodyBytes: int64(o.maxBodyBytes),
-		ProviderName: "pronghorn", Version: version, SHA: commit,
-		Orchestration: "local", DefaultNamespace: o.namespace,
-	}, backend, reg)
+func openKubernetes(o providerOptions, log *slog.Logger) (*k8s.Backend, error) {
+	if o.snapshots.store != "none" {
+		log.Warn("snapshots are not yet orchestrated in kubernetes mode: workers start cold", "snapshot_store", o.snapshots.store)
+	}
+	client, err := k8s.ClientFromEnvironment(o.kubeconfig)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return k8s.New(client, k8s.Config{
+		DefaultNamespace: o.namespace, AgentImage: o.agentImage, ImagePullPolicy: o.imagePullPolicy,
+		ScaleFromZeroTimeout: o.scaleFromZero, ProviderURL: o.providerURL, Logger: log,
+	})
+}
 
+// serve runs the API until ctx ends, then drains calls and stops the backend.
+func serve(ctx context.Context, o providerOptions, log *slog.Logger, router http.Handler, backend runningBackend) error {
 	srv := &http.Server{
 		Handler:           router,
 		ReadTimeout:       o.readTimeout,

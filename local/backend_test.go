@@ -307,12 +307,14 @@ func TestFunctionFailingAtStart(t *testing.T) {
 	if st := e.status("broken"); st.AvailableReplicas != 0 || st.Replicas != 1 {
 		t.Errorf("status = %+v", st)
 	}
+	// Restarts back off (0.5 s, 1 s, 2 s, ...): a tight loop would restart
+	// this function dozens of times in the next two seconds.
 	f, _ := e.b.function("openfaas-fn", "broken")
-	f.mu.Lock()
-	backedOff := f.failures > 0 && time.Until(f.retryAt) > 0
-	f.mu.Unlock()
-	if !backedOff {
-		t.Error("no restart backoff for a crash-looping function")
+	restarts := func() int { f.mu.Lock(); defer f.mu.Unlock(); return f.restarts }
+	before := restarts()
+	time.Sleep(2 * time.Second)
+	if n := restarts() - before; n > 3 {
+		t.Errorf("%d restarts in 2 s: no backoff for a crash-looping function", n)
 	}
 	// Invocations fail fast with unavailable instead of hanging forever.
 	e.b.cfg.ScaleFromZeroTimeout = 300 * time.Millisecond

@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
 	"github.com/pronghorn-openfaas/pronghorn/snapshot"
 )
 
@@ -80,14 +83,19 @@ func StartMinIO(t testing.TB) *MinIO {
 		cmd.Wait()
 		logf.Close()
 	})
+	// /minio/health/ready can answer before the object layer is up ("Server
+	// not initialized yet"), so ready means a signed API call succeeds.
+	client, err := minio.New(m.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(m.AccessKey, m.SecretKey, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + m.Endpoint + "/minio/health/ready")
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := client.ListBuckets(ctx)
+		cancel()
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return m
-			}
+			return m
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(logf.Name())

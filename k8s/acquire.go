@@ -1,0 +1,346 @@
+package k8s
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8stypes "k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/pronghorn-openfaas/pronghorn/errdefs"
+	"github.com/pronghorn-openfaas/pronghorn/handlers"
+)
+
+// Invocations pick pods from informer caches, not from the API server: an
+// API round trip per call would cost more than the call. Each namespace
+// that has been invoked gets one informer on function pods and one on
+// function Deployments (both selected by the faas_function label), started
+// on first use and stopped by Close.
+//
+// Pods rather than EndpointSlices: the provider needs the pod (its name for
+// bookkeeping, its IP for the agent's port) and a pod's Ready condition is
+// what the endpoints controller derives readiness from; pods being deleted
+// are skipped just as the controller marks their endpoints not ready.
+
+// byFunction indexes pods by namespace/faas_function.
+const byFunction = "function"
+
+type nsCache struct {
+	factory     informers.SharedInformerFactory
+	pods        cache.SharedIndexInformer
+	deployments appslisters.DeploymentLister
+	synced      []cache.InformerSynced
+	stopCh      chan struct{}
+
+	// changed is closed and replaced whenever a pod changes, waking
+	// invocations that wait for a ready pod.
+	mu      sync.Mutex
+	changed chan struct{}
+
+	// slots holds per-pod state (URL, calls in flight) by pod UID; entries
+	// go when the pod does.
+	slots sync.Map
+}
+
+// podSlot is the provider's view of one pod's agent.
+type podSlot struct {
+	url      *url.URL
+	inflight atomic.Int64
+}
+
+func (c *nsCache) stop() {
+	close(c.stopCh)
+	c.factory.Shutdown()
+}
+
+func (c *nsCache) notify() {
+	c.mu.Lock()
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
+func (c *nsCache) changes() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
+// cacheFor returns namespace's caches, starting them on first use.
+func (b *Backend) cacheFor(namespace string) (*nsCache, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, fmt.Errorf("provider is shutting down: %w", errdefs.ErrUnavailable)
+	}
+	if c := b.caches[namespace]; c != nil {
+		return c, nil
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(b.client, 0,
+		informers.WithNamespace(namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = functionLabel }))
+	c := &nsCache{factory: factory, stopCh: make(chan struct{}), changed: make(chan struct{})}
+	c.pods = factory.Core().V1().Pods().Informer()
+	// Only what picking needs is kept: whole pod specs times many pods
+	// would otherwise sit in the provider's memory for nothing.
+	if err := c.pods.SetTransform(trimPod); err != nil {
+		return nil, fmt.Errorf("pod informer: %w", err)
+	}
+	if err := c.pods.AddIndexers(cache.Indexers{byFunction: func(obj any) ([]string, error) {
+		p, ok := obj.(*corev1.Pod)
+		if !ok {
+			return nil, nil
+		}
+		return []string{p.Labels[functionLabel]}, nil
+	}}); err != nil {
+		return nil, fmt.Errorf("pod informer: %w", err)
+	}
+	if _, err := c.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { c.notify() },
+		UpdateFunc: func(any, any) { c.notify() },
+		DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			if p, ok := obj.(*corev1.Pod); ok {
+				c.slots.Delete(p.UID)
+			}
+			c.notify()
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("pod informer: %w", err)
+	}
+	depInformer := factory.Apps().V1().Deployments()
+	c.deployments = depInformer.Lister()
+	c.synced = []cache.InformerSynced{c.pods.HasSynced, depInformer.Informer().HasSynced}
+	factory.Start(c.stopCh)
+	b.caches[namespace] = c
+	return c, nil
+}
+
+// trimPod keeps the fields pick and podReady read. Nothing else reads this
+// informer's cache (logs list pods from the API server).
+func trimPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
+			Labels: p.Labels, DeletionTimestamp: p.DeletionTimestamp,
+		},
+		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, Conditions: p.Status.Conditions},
+	}, nil
+}
+
+// Acquire picks a ready pod of the function, round robin with a preference
+// for pods with no call in flight (as the local backend does). With none
+// ready it scales a function at zero to one replica and waits, bounded by
+// ScaleFromZeroTimeout and ctx.
+func (b *Backend) Acquire(ctx context.Context, namespace, name string) (handlers.Lease, error) {
+	namespace = b.namespace(namespace)
+	c, dep, err := b.lookup(ctx, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	st := b.state(namespace, name)
+	if c.hasSynced() {
+		if s := c.pick(st, namespace, name); s != nil {
+			return b.lease(st, s), nil
+		}
+	}
+
+	waitCtx, cancel := context.WithTimeout(ctx, b.cfg.ScaleFromZeroTimeout)
+	defer cancel()
+	// Scale first, wait for the cache after: a new pod takes seconds, the
+	// first listing of a namespace milliseconds.
+	if dep.Spec.Replicas != nil && *dep.Spec.Replicas == 0 {
+		b.scaleFromZero(waitCtx, namespace, name)
+	}
+	unavailable := func() error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("no ready replica of %s.%s within %s: %w", name, namespace, b.cfg.ScaleFromZeroTimeout, errdefs.ErrUnavailable)
+	}
+	if !c.waitSynced(waitCtx) {
+		return nil, unavailable()
+	}
+	for {
+		changed := c.changes()
+		// Re-check after taking the channel, so a change between the
+		// last pick and now is not slept through.
+		if s := c.pick(st, namespace, name); s != nil {
+			return b.lease(st, s), nil
+		}
+		select {
+		case <-changed:
+		case <-waitCtx.Done():
+			return nil, unavailable()
+		}
+	}
+}
+
+func (c *nsCache) hasSynced() bool {
+	for _, synced := range c.synced {
+		if !synced() {
+			return false
+		}
+	}
+	return true
+}
+
+// waitSynced waits for the namespace's first listing. It polls rather
+// than using cache.WaitForCacheSync, which checks only every 100ms and logs
+// each wait through klog.
+func (c *nsCache) waitSynced(ctx context.Context) bool {
+	if c.hasSynced() {
+		return true
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if c.hasSynced() {
+				return true
+			}
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// lookup finds the function's Deployment, from the cache when possible. A
+// cache miss asks the API server, since a function deployed a moment ago
+// may not have reached the cache yet; and a namespace's informers start
+// only once a function has been found there, so invocations of made-up
+// names cannot make the provider watch arbitrary namespaces.
+func (b *Backend) lookup(ctx context.Context, namespace, name string) (*nsCache, *appsv1.Deployment, error) {
+	b.mu.Lock()
+	c := b.caches[namespace]
+	b.mu.Unlock()
+	if c != nil && c.hasSynced() {
+		dep, err := c.deployments.Deployments(namespace).Get(name)
+		if err == nil && isFunction(dep, name) {
+			return c, dep, nil
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, nil, apiError(err, "function %s.%s", name, namespace)
+		}
+	}
+	dep, err := b.getFunction(ctx, namespace, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c == nil {
+		if c, err = b.cacheFor(namespace); err != nil {
+			return nil, nil, err
+		}
+	}
+	return c, dep, nil
+}
+
+// scaleFromZero sets replicas 0 → 1 as one compare-and-set (a JSON patch
+// that tests for 0 first), so an invocation racing a scale-up to five, or
+// another invocation, never scales the function down. A failed test means
+// someone else scaled it; waiting for a pod is right either way.
+func (b *Backend) scaleFromZero(ctx context.Context, namespace, name string) {
+	patch := []byte(`[{"op":"test","path":"/spec/replicas","value":0},{"op":"replace","path":"/spec/replicas","value":1}]`)
+	_, err := b.client.AppsV1().Deployments(namespace).Patch(ctx, name, k8stypes.JSONPatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		b.log.Debug("scale from zero not applied", "function", name+"."+namespace, "err", err)
+		return
+	}
+	b.log.Info("function scaled from zero", "function", name+"."+namespace)
+}
+
+func (b *Backend) lease(st *fnState, s *podSlot) *lease {
+	return &lease{st: st, slot: s, transport: b.transport}
+}
+
+// pick returns a ready pod with its in-flight count already raised, or nil
+// when there is none.
+func (c *nsCache) pick(st *fnState, namespace, name string) *podSlot {
+	objs, err := c.pods.GetIndexer().ByIndex(byFunction, name)
+	if err != nil || len(objs) == 0 {
+		return nil
+	}
+	ready := make([]*corev1.Pod, 0, len(objs))
+	for _, o := range objs {
+		if p := o.(*corev1.Pod); p.Namespace == namespace && podReady(p) {
+			ready = append(ready, p)
+		}
+	}
+	n := len(ready)
+	if n == 0 {
+		return nil
+	}
+	// The indexer's order is arbitrary; round robin needs a stable one.
+	sort.Slice(ready, func(i, j int) bool { return ready[i].Name < ready[j].Name })
+	start := int(st.rr.Add(1) % uint64(n))
+	best := c.slot(ready[start])
+	for i := 1; i < n && best.inflight.Load() > 0; i++ {
+		if s := c.slot(ready[(start+i)%n]); s.inflight.Load() < best.inflight.Load() {
+			best = s
+		}
+	}
+	best.inflight.Add(1)
+	return best
+}
+
+func (c *nsCache) slot(p *corev1.Pod) *podSlot {
+	if s, ok := c.slots.Load(p.UID); ok {
+		return s.(*podSlot)
+	}
+	s := &podSlot{url: &url.URL{Scheme: "http", Host: net.JoinHostPort(p.Status.PodIP, strconv.Itoa(InvokePort))}}
+	actual, _ := c.slots.LoadOrStore(p.UID, s)
+	return actual.(*podSlot)
+}
+
+// podReady is the endpoints controller's rule: Ready condition true, an IP,
+// and not being deleted.
+func podReady(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil || p.Status.PodIP == "" || p.Status.Phase != corev1.PodRunning {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+type lease struct {
+	st        *fnState
+	slot      *podSlot
+	transport http.RoundTripper
+	released  atomic.Bool
+}
+
+func (l *lease) URL() *url.URL                { return l.slot.url }
+func (l *lease) Transport() http.RoundTripper { return l.transport }
+
+func (l *lease) Release(handlers.Outcome) {
+	if !l.released.CompareAndSwap(false, true) {
+		return
+	}
+	l.slot.inflight.Add(-1)
+	l.st.invocations.Add(1)
+}

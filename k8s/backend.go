@@ -1,0 +1,439 @@
+// Package k8s runs functions on Kubernetes, the way faas-netes does: one
+// Deployment and one ClusterIP Service per function in its namespace
+// (openfaas-fn by default). The difference is the worker: every function pod
+// runs the pronghorn agent as its entrypoint, copied in by an init container
+// from the provider's own image, and the provider sends invocations straight
+// to a ready pod's agent rather than through the Service, so it knows which
+// worker served which call.
+package k8s
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/openfaas/faas-provider/types"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8stypes "k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/pronghorn-openfaas/pronghorn/errdefs"
+	"github.com/pronghorn-openfaas/pronghorn/handlers"
+)
+
+// Config tunes the Kubernetes backend.
+type Config struct {
+	// DefaultNamespace is where functions live when a request names no
+	// namespace; it is always allowed. Default openfaas-fn.
+	DefaultNamespace string
+	// AgentImage is the provider's own image: an init container of every
+	// function pod copies the pronghorn binary out of it. Required.
+	AgentImage string
+	// ImagePullPolicy of the function container: Always (faas-netes'
+	// default), IfNotPresent or Never.
+	ImagePullPolicy string
+	// ScaleFromZeroTimeout bounds how long an invocation waits for a ready
+	// pod. Default 30s.
+	ScaleFromZeroTimeout time.Duration
+	// ProviderURL is how agents reach the provider (snapshot coordination);
+	// passed to every pod as PRONGHORN_PROVIDER_URL when set.
+	ProviderURL string
+	Logger      *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.AgentImage == "" {
+		return fmt.Errorf("kubernetes backend: no agent image: function pods copy the agent out of the provider's image, so its name is required")
+	}
+	if c.DefaultNamespace == "" {
+		c.DefaultNamespace = handlers.DefaultNamespace
+	}
+	switch corev1.PullPolicy(c.ImagePullPolicy) {
+	case "":
+		c.ImagePullPolicy = string(corev1.PullAlways)
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		return fmt.Errorf("kubernetes backend: image pull policy %q is not Always, IfNotPresent or Never", c.ImagePullPolicy)
+	}
+	if c.ScaleFromZeroTimeout <= 0 {
+		c.ScaleFromZeroTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Backend implements handlers.Backend with client-go. Kubernetes holds all
+// durable state; the backend keeps only invocation counts, round-robin
+// positions and per-namespace pod caches in memory.
+type Backend struct {
+	client    kubernetes.Interface
+	cfg       Config
+	log       *slog.Logger
+	transport *http.Transport
+
+	mu        sync.Mutex
+	functions map[string]*fnState // namespace/name: invocation counts, round robin
+	caches    map[string]*nsCache // namespace: pod and deployment informers
+	closed    bool
+}
+
+var _ handlers.Backend = (*Backend)(nil)
+
+// fnState is what the provider remembers about a function between calls.
+type fnState struct {
+	invocations atomic.Int64
+	rr          atomic.Uint64
+}
+
+// New returns a backend working through client. Nothing is contacted until
+// the first request; Close stops the informers started since.
+func New(client kubernetes.Interface, cfg Config) (*Backend, error) {
+	if client == nil {
+		return nil, fmt.Errorf("kubernetes backend: no client")
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	return &Backend{
+		client: client, cfg: cfg, log: cfg.Logger,
+		// One transport for every pod: connections to a pod's agent are
+		// reused across invocations. Compression is off because the
+		// provider only relays bytes and must not re-encode a function's
+		// response.
+		transport: &http.Transport{
+			Proxy: nil,
+			// A pod that went away between its last readiness report and
+			// this call should fail fast, not after the kernel's TCP timeout.
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        1024,
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+		functions: map[string]*fnState{},
+		caches:    map[string]*nsCache{},
+	}, nil
+}
+
+// Close stops the informers and drops idle connections to agents. Functions
+// keep running: they belong to Kubernetes, not to the provider.
+func (b *Backend) Close(ctx context.Context) error {
+	b.mu.Lock()
+	b.closed = true
+	caches := b.caches
+	b.caches = map[string]*nsCache{}
+	b.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		for _, c := range caches {
+			c.stop()
+		}
+		close(done)
+	}()
+	b.transport.CloseIdleConnections()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop informers: %w", ctx.Err())
+	}
+}
+
+func (b *Backend) namespace(ns string) string {
+	if ns == "" {
+		return b.cfg.DefaultNamespace
+	}
+	return ns
+}
+
+func (b *Backend) state(namespace, name string) *fnState {
+	key := namespace + "/" + name
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.functions[key]
+	if s == nil {
+		s = &fnState{}
+		b.functions[key] = s
+	}
+	return s
+}
+
+func (b *Backend) forget(namespace, name string) {
+	b.mu.Lock()
+	delete(b.functions, namespace+"/"+name)
+	b.mu.Unlock()
+}
+
+func (b *Backend) invocations(namespace, name string) float64 {
+	b.mu.Lock()
+	s := b.functions[namespace+"/"+name]
+	b.mu.Unlock()
+	if s == nil {
+		return 0
+	}
+	return float64(s.invocations.Load())
+}
+
+// Deploy creates the function's Deployment, then its Service. A Service that
+// cannot be created takes the Deployment with it, so a failed deploy leaves
+// nothing behind.
+func (b *Backend) Deploy(ctx context.Context, req types.FunctionDeployment) error {
+	req.Namespace = b.namespace(req.Namespace)
+	if req.Service == "" {
+		return fmt.Errorf("service name is required: %w", errdefs.ErrInvalid)
+	}
+	if err := b.checkNamespace(ctx, req.Namespace); err != nil {
+		return err
+	}
+	secrets, err := b.functionSecrets(ctx, req.Namespace, req.Secrets)
+	if err != nil {
+		return err
+	}
+	dep, err := b.makeDeployment(req, secrets)
+	if err != nil {
+		return err
+	}
+	display := req.Service + "." + req.Namespace
+	created, err := b.client.AppsV1().Deployments(req.Namespace).Create(ctx, dep, metav1.CreateOptions{})
+	if err != nil {
+		return apiError(err, "create deployment of function %s", display)
+	}
+	if _, err := b.client.CoreV1().Services(req.Namespace).Create(ctx, makeService(req), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		// A Service left over from a half-finished delete is fine to adopt:
+		// its selector is the same faas_function label.
+		cleanupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if derr := b.client.AppsV1().Deployments(req.Namespace).Delete(cleanupCtx, created.Name, metav1.DeleteOptions{
+			Preconditions: &metav1.Preconditions{UID: &created.UID},
+		}); derr != nil && !apierrors.IsNotFound(derr) {
+			b.log.Error("remove deployment after failed service create", "function", display, "err", derr)
+		}
+		return apiError(err, "create service of function %s", display)
+	}
+	b.log.Info("function deployed", "function", display, "image", req.Image, "replicas", *dep.Spec.Replicas)
+	return nil
+}
+
+// Update replaces the function's pod template (a rolling update: new pods
+// start before old ones go, maxUnavailable 0) and its labels and
+// annotations. The replica count stays as it is, as in faas-netes.
+//
+// It reads, modifies and writes the Deployment rather than sending a patch:
+// a merge patch cannot remove an env var or a secret the new request no
+// longer has, and the read-modify-write retries on conflict.
+func (b *Backend) Update(ctx context.Context, req types.FunctionDeployment) error {
+	req.Namespace = b.namespace(req.Namespace)
+	if req.Service == "" {
+		return fmt.Errorf("service name is required: %w", errdefs.ErrInvalid)
+	}
+	display := req.Service + "." + req.Namespace
+	secrets, err := b.functionSecrets(ctx, req.Namespace, req.Secrets)
+	if err != nil {
+		return err
+	}
+	want, err := b.makeDeployment(req, secrets)
+	if err != nil {
+		return err
+	}
+	deployments := b.client.AppsV1().Deployments(req.Namespace)
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := b.getFunction(ctx, req.Namespace, req.Service)
+		if err != nil {
+			return err
+		}
+		// The template is replaced whole (status reads it back); the
+		// Deployment's own metadata is merged so the controller's
+		// deployment.kubernetes.io/revision survives.
+		cur.Labels = mergeOwned(cur.Labels, want.Labels)
+		cur.Annotations = mergeOwned(cur.Annotations, want.Annotations)
+		cur.Spec.Template = want.Spec.Template
+		cur.Spec.Strategy = want.Spec.Strategy
+		_, err = deployments.Update(ctx, cur, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return apiError(err, "update function %s", display)
+	}
+	// The Service is rebuilt as well, so annotations on it follow the
+	// request; a missing one (deleted by hand) is recreated.
+	if err := b.syncService(ctx, req); err != nil {
+		return err
+	}
+	b.log.Info("function updated", "function", display, "image", req.Image)
+	return nil
+}
+
+func (b *Backend) syncService(ctx context.Context, req types.FunctionDeployment) error {
+	services := b.client.CoreV1().Services(req.Namespace)
+	want := makeService(req)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := services.Get(ctx, req.Service, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			_, err = services.Create(ctx, want, metav1.CreateOptions{})
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		cur.Labels = mergeOwned(cur.Labels, want.Labels)
+		cur.Annotations = mergeOwned(cur.Annotations, want.Annotations)
+		cur.Spec.Selector = want.Spec.Selector
+		cur.Spec.Ports = want.Spec.Ports
+		_, err = services.Update(ctx, cur, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return apiError(err, "update service of function %s.%s", req.Service, req.Namespace)
+	}
+	return nil
+}
+
+// mergeOwned keeps labels and annotations others put on the object (the
+// Deployment controller, kubectl, GitOps tools) and sets ours.
+func mergeOwned(cur, ours map[string]string) map[string]string {
+	out := make(map[string]string, len(cur)+len(ours))
+	for k, v := range cur {
+		out[k] = v
+	}
+	for k, v := range ours {
+		out[k] = v
+	}
+	return out
+}
+
+// Delete removes the Deployment (foreground: it disappears once its pods
+// are gone, as faas-netes does) and the Service.
+func (b *Backend) Delete(ctx context.Context, namespace, name string) error {
+	namespace = b.namespace(namespace)
+	display := name + "." + namespace
+	dep, err := b.getFunction(ctx, namespace, name)
+	if err != nil {
+		return err
+	}
+	policy := metav1.DeletePropagationForeground
+	err = b.client.AppsV1().Deployments(namespace).Delete(ctx, name, metav1.DeleteOptions{
+		PropagationPolicy: &policy,
+		// Only the Deployment just checked to be a function, never one
+		// created under the same name since.
+		Preconditions: &metav1.Preconditions{UID: &dep.UID},
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return apiError(err, "delete deployment of function %s", display)
+	}
+	err = b.client.CoreV1().Services(namespace).Delete(ctx, name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return apiError(err, "delete service of function %s", display)
+	}
+	b.forget(namespace, name)
+	b.log.Info("function deleted", "function", display)
+	return nil
+}
+
+// Scale sets the Deployment's replicas through the scale subresource, so
+// the provider needs no more than deployments/scale to do it.
+func (b *Backend) Scale(ctx context.Context, namespace, name string, replicas uint64) error {
+	namespace = b.namespace(namespace)
+	if replicas > maxReplicas {
+		return fmt.Errorf("replicas %d is more than %d: %w", replicas, maxReplicas, errdefs.ErrInvalid)
+	}
+	if _, err := b.getFunction(ctx, namespace, name); err != nil {
+		return err
+	}
+	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, replicas)
+	_, err := b.client.AppsV1().Deployments(namespace).Patch(ctx, name, k8stypes.MergePatchType, patch, metav1.PatchOptions{}, "scale")
+	if err != nil {
+		return apiError(err, "scale function %s.%s", name, namespace)
+	}
+	b.log.Info("function scaled", "function", name+"."+namespace, "replicas", replicas)
+	return nil
+}
+
+// maxReplicas is what fits Deployment.spec.replicas (int32).
+const maxReplicas = 1<<31 - 1
+
+// Function reports one function's status from its Deployment.
+func (b *Backend) Function(ctx context.Context, namespace, name string) (types.FunctionStatus, error) {
+	namespace = b.namespace(namespace)
+	dep, err := b.getFunction(ctx, namespace, name)
+	if err != nil {
+		return types.FunctionStatus{}, err
+	}
+	return b.status(dep), nil
+}
+
+// Functions lists the functions in namespace: Deployments carrying the
+// faas_function label.
+func (b *Backend) Functions(ctx context.Context, namespace string) ([]types.FunctionStatus, error) {
+	namespace = b.namespace(namespace)
+	list, err := b.client.AppsV1().Deployments(namespace).List(ctx, metav1.ListOptions{LabelSelector: functionLabel})
+	if err != nil {
+		return nil, apiError(err, "list functions in %s", namespace)
+	}
+	out := make([]types.FunctionStatus, 0, len(list.Items))
+	for i := range list.Items {
+		d := &list.Items[i]
+		if d.DeletionTimestamp != nil {
+			continue
+		}
+		out = append(out, b.status(d))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// getFunction reads the function's Deployment. A Deployment without the
+// faas_function label is not a function, and one being deleted is already
+// gone as far as the API is concerned.
+func (b *Backend) getFunction(ctx context.Context, namespace, name string) (*appsv1.Deployment, error) {
+	dep, err := b.client.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, apiError(err, "function %s.%s", name, namespace)
+	}
+	if !isFunction(dep, name) {
+		return nil, fmt.Errorf("function %s.%s: %w", name, namespace, errdefs.ErrNotFound)
+	}
+	return dep, nil
+}
+
+func isFunction(d *appsv1.Deployment, name string) bool {
+	return d.Labels[functionLabel] == name && d.DeletionTimestamp == nil
+}
+
+// apiError wraps a Kubernetes API error with the errdefs kind the handlers
+// map to a status code, keeping the API's own message.
+func apiError(err error, format string, args ...any) error {
+	what := fmt.Sprintf(format, args...)
+	var kind error
+	switch {
+	case errors.Is(err, errdefs.ErrNotFound), errors.Is(err, errdefs.ErrInvalid),
+		errors.Is(err, errdefs.ErrAlreadyExists), errors.Is(err, errdefs.ErrUnavailable):
+		return fmt.Errorf("%s: %w", what, err)
+	case apierrors.IsNotFound(err):
+		kind = errdefs.ErrNotFound
+	case apierrors.IsAlreadyExists(err):
+		kind = errdefs.ErrAlreadyExists
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		kind = errdefs.ErrInvalid
+	case apierrors.IsServerTimeout(err), apierrors.IsTimeout(err), apierrors.IsTooManyRequests(err),
+		apierrors.IsServiceUnavailable(err), apierrors.IsConflict(err):
+		// Conflict here means retries ran out against concurrent writers:
+		// worth trying again, not the client's fault.
+		kind = errdefs.ErrUnavailable
+	default:
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%s: %w: %w", what, kind, err)
+}
