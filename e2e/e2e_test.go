@@ -282,3 +282,38 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Basic auth as faas-provider does it: /system/* needs the credentials from
+// secret_mount_path; invocations, /healthz and /metrics stay open.
+func TestProviderBasicAuth(t *testing.T) {
+	requirements(t)
+	secrets := t.TempDir()
+	for name, value := range map[string]string{"basic-auth-user": "admin", "basic-auth-password": "s3cret"} {
+		if err := os.WriteFile(filepath.Join(secrets, name), []byte(value), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := startProvider(t, buildBinary(t), t.TempDir(), "--basic-auth", "--secret-mount-path", secrets)
+	if code, _ := p.do("GET", "/system/functions", nil); code != http.StatusUnauthorized {
+		t.Errorf("no credentials: %d, want 401", code)
+	}
+	for _, tc := range []struct {
+		user, pass string
+		want       int
+	}{{"admin", "wrong", http.StatusUnauthorized}, {"admin", "s3cret", http.StatusOK}} {
+		req, _ := http.NewRequest("GET", p.url+"/system/functions", nil)
+		req.SetBasicAuth(tc.user, tc.pass)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s/%s: %d, want %d", tc.user, tc.pass, resp.StatusCode, tc.want)
+		}
+	}
+	p.must(200, "GET", "/metrics", nil)
+	if code, _ := p.do("GET", "/function/absent", nil); code != http.StatusNotFound {
+		t.Errorf("invoke without credentials: %d, want 404 (open route, unknown function)", code)
+	}
+}
