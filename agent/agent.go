@@ -140,7 +140,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	a.proc.Store(p)
-	if err := waitListening(ctx, a.upstream, p, time.Duration(a.cfg.ReadyTimeout), a.log); err != nil {
+	if err := waitListening(ctx, a.upstream, p, time.Duration(a.cfg.ReadyTimeout)); err != nil {
 		a.stop(p)
 		return err
 	}

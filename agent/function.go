@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -132,7 +131,7 @@ func lookPath(name string, env map[string]string) (string, error) {
 
 // waitListening polls until the function accepts TCP connections on its
 // upstream address, it exits, or the timeout passes.
-func waitListening(ctx context.Context, addr string, p *process, timeout time.Duration, log *slog.Logger) error {
+func waitListening(ctx context.Context, addr string, p *process, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	delay := time.Millisecond

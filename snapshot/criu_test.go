@@ -419,11 +419,10 @@ func criuPath(t *testing.T) string {
 }
 
 type runtimeSpec struct {
-	name     string
-	dir      string // under benchmarks/functions
-	needs    []string
-	fprocess []string
-	prepare  func(t testing.TB, dir string)
+	name    string
+	dir     string // under benchmarks/functions
+	needs   []string
+	prepare func(t testing.TB, dir string)
 }
 
 var runtimes = []runtimeSpec{
