@@ -38,3 +38,10 @@ bench:
 
 clean:
 	rm -rf bin
+
+# The paper's evaluation (Figures 4-5, Tables 4-5) into results/<timestamp>;
+# hours with the full protocol, see scripts/eval.sh for quick-run overrides
+# (e.g. make eval REQUESTS=50 BENCHMARKS=bfs,simple-hash).
+.PHONY: eval
+eval:
+	scripts/eval.sh

@@ -13,7 +13,7 @@ func newBenchCommand() *cobra.Command {
 		Use:   "bench",
 		Short: "Benchmarks and evaluations",
 	}
-	cmd.AddCommand(newBenchSimCommand())
+	cmd.AddCommand(newBenchSimCommand(), newBenchEvalCommand())
 	return cmd
 }
 

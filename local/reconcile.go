@@ -96,9 +96,10 @@ func (b *Backend) retire(w *worker) {
 	w.ready.Store(false)
 	go func() {
 		deadline := time.Now().Add(b.cfg.StopGrace)
-		// Let calls finish, and a checkpoint of this worker complete: an
-		// evicted worker is often the one being snapshotted.
-		for (w.inflight.Load() > 0 || w.checkpoints.Load() > 0) && time.Now().Before(deadline) {
+		// Let calls finish, the engine hear about them, and a checkpoint of
+		// this worker complete: an evicted worker is often the one the
+		// engine wants snapshotted.
+		for (w.inflight.Load() > 0 || w.pending.Load() > 0 || w.checkpoints.Load() > 0) && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		w.stop(time.Until(deadline) + time.Second)

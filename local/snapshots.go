@@ -41,6 +41,7 @@ func (b *Backend) plan(ctx context.Context, f *function, w *worker) (key, dir st
 	if !b.snapshotsEnabled() {
 		return "", ""
 	}
+	b.awaitRetiring(f)
 	p, err := b.cfg.Engine.OnStart(ctx, f.key, w.id)
 	if err != nil {
 		b.log.Error("engine: plan start", "function", f.display, "err", err)
@@ -68,6 +69,32 @@ func (b *Backend) plan(ctx context.Context, f *function, w *worker) (key, dir st
 	b.metrics.download.WithLabelValues(f.display).Observe(time.Since(start).Seconds())
 	b.metrics.transferred.WithLabelValues(f.display, "download").Add(float64(m.PackedBytes))
 	return p.Restore.Key, dir
+}
+
+// retiringWait bounds how long a new worker waits for the snapshot of the
+// worker it replaces.
+const retiringWait = 10 * time.Second
+
+// awaitRetiring lets the workers on their way out finish their business with
+// the engine before a new worker is planned. A replacement is started the
+// moment a worker is evicted, usually right after the call on which the
+// engine asked for that worker's snapshot; planned any earlier, it could not
+// start from that snapshot.
+func (b *Backend) awaitRetiring(f *function) {
+	f.mu.Lock()
+	var retiring []*worker
+	for _, w := range f.workers {
+		if w.retiring.Load() {
+			retiring = append(retiring, w)
+		}
+	}
+	f.mu.Unlock()
+	deadline := time.Now().Add(retiringWait)
+	for _, w := range retiring {
+		for (w.pending.Load() > 0 || w.checkpoints.Load() > 0) && time.Now().Before(deadline) {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
 }
 
 // snapshotFailed drops a snapshot that could not be restored, from the pool
@@ -116,27 +143,41 @@ func (b *Backend) released(f *function, w *worker, o handlers.Outcome) {
 	if !b.snapshotsEnabled() || o.Err != nil || o.StatusCode >= 500 {
 		return
 	}
+	// Counted before the eviction below: a retiring worker waits for its
+	// queued calls, since the engine may ask to checkpoint it on the last one.
+	w.pending.Add(1)
+	select {
+	case w.outcomes <- o:
+	default:
+		w.pending.Add(-1)
+		b.log.Warn("engine queue full, call not learned from", "function", f.display, "worker", w.id)
+	}
 	if e := f.evictAfter.Load(); e > 0 && w.served.Load() >= e {
 		f.mu.Lock()
 		b.retire(w)
 		b.reconcileLocked(f)
 		f.mu.Unlock()
 	}
-	select {
-	case w.outcomes <- o:
-	default:
-		b.log.Warn("engine queue full, call not learned from", "function", f.display, "worker", w.id)
-	}
 }
 
-// learn feeds w's finished calls to the engine until w exits.
+// learn feeds w's finished calls to the engine until w exits; what is still
+// queued then is learned from too.
 func (b *Backend) learn(f *function, w *worker) {
 	for {
 		select {
 		case o := <-w.outcomes:
 			b.afterRequest(f, w, o)
+			w.pending.Add(-1)
 		case <-w.done:
-			return
+			for {
+				select {
+				case o := <-w.outcomes:
+					b.afterRequest(f, w, o)
+					w.pending.Add(-1)
+				default:
+					return
+				}
+			}
 		}
 	}
 }
@@ -157,7 +198,7 @@ func (b *Backend) afterRequest(f *function, w *worker, o handlers.Outcome) {
 		b.log.Error("engine: request", "function", f.display, "err", err)
 		return
 	}
-	if act.Checkpoint && w.checkpoints.CompareAndSwap(0, 1) {
+	if act.Checkpoint && !w.exited() && w.checkpoints.CompareAndSwap(0, 1) {
 		go b.checkpoint(f, w, lineage)
 	}
 	if act.Evict {

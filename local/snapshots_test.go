@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openfaas/faas-provider/logs"
 	"github.com/openfaas/faas-provider/types"
 	bolt "go.etcd.io/bbolt"
 
@@ -247,4 +248,29 @@ func corruptObject(t *testing.T, root, key string) {
 	f.ReadAt(b, off)
 	b[0] ^= 0xff
 	f.WriteAt(b, off)
+}
+
+// With E=1 every worker serves one call and is retired right away; the
+// checkpoint the engine asks for on that call must still be taken before the
+// worker stops (fixed(1) snapshots the first request).
+func TestEvictEveryRequestStillCheckpoints(t *testing.T) {
+	e, _, _ := snapshotEnv(t, "node")
+	e.deployCounter("counter-node", map[string]string{"strategy": "fixed", "checkpoint-at": "1", "evict-after": "1"})
+	if got := e.count(); got != 1 {
+		t.Fatalf("first call: %d", got)
+	}
+	eventually(t, "the checkpoint", func() bool { st := e.inspect(); return st.Checkpoints+st.FailedCheckpoints > 0 })
+	if st := e.inspect(); st.Checkpoints != 1 || st.FailedCheckpoints != 0 || st.Weights[0] <= 0 {
+		t.Fatalf("checkpoint of an evicted worker: %+v", st)
+	}
+	// Every later worker restores the request-1 snapshot and serves once.
+	for i := 0; i < 3; i++ {
+		if got := e.count(); got != 2 {
+			ch, _ := e.b.Query(context.Background(), logs.Request{Name: "c"})
+			for m := range ch {
+				t.Log(m.Instance, m.Text)
+			}
+			t.Fatalf("call %d: %d, want 2 (restored at request 1)", i+2, got)
+		}
+	}
 }

@@ -50,6 +50,7 @@ type worker struct {
 	ready       atomic.Bool
 	retiring    atomic.Bool
 	checkpoints atomic.Int32 // in flight; at most one
+	pending     atomic.Int32 // finished calls not yet handed to the engine
 	inflight    atomic.Int64
 	served      atomic.Int64
 
@@ -135,6 +136,16 @@ func (w *worker) start(b *Backend, spec agent.Config) error {
 		close(w.done)
 	}()
 	return nil
+}
+
+// exited reports whether the agent has exited (or never started).
+func (w *worker) exited() bool {
+	select {
+	case <-w.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // abandon marks a worker that will never start as done.

@@ -1,0 +1,104 @@
+# compress: builds a directory tree of generated files in a temp dir and
+# archives it as a gzip-compressed tar (the artifact's compression benchmark;
+# tarfile + zlib from the standard library). Query: size (files, default 40),
+# mutability, seed.
+import shutil
+import tarfile
+import tempfile
+import json
+import os
+import random
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qs, urlparse
+
+BASE_FILES = 40
+FILE_WORDS = 400
+VOCAB = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit",
+         "sed", "do", "eiusmod", "tempor", "incididunt", "ut", "labore", "magna"]
+
+
+def handle(query):
+    n, rng = input_size(query, int(query.get("size", [BASE_FILES])[0]))
+    root = tempfile.mkdtemp(prefix="compress-")
+    try:
+        src = os.path.join(root, "tree")
+        raw = 0
+        for i in range(n):
+            sub = os.path.join(src, "d%02d" % (i % 8), "e%d" % (i % 3))
+            os.makedirs(sub, exist_ok=True)
+            # Text with some entropy (word choice and numbers) so zlib works.
+            words = [rng.choice(VOCAB) if rng.random() < 0.8 else str(rng.randrange(100000))
+                     for _ in range(FILE_WORDS)]
+            data = " ".join(words).encode()
+            with open(os.path.join(sub, "f%04d.txt" % i), "wb") as f:
+                f.write(data)
+            raw += len(data)
+        archive = os.path.join(root, "tree.tar.gz")
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(src, arcname="tree")
+        packed = os.path.getsize(archive)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {"files": n, "raw_bytes": raw, "archive_bytes": packed}
+
+
+# --- HTTP plumbing (identical in every PyPy benchmark) ----------------------
+# Single process, single thread: the whole runtime state is one process that
+# CRIU can checkpoint, and requests are served one at a time as the driver
+# sends them.
+
+
+def input_size(query, base):
+    """Draws this request's input size from a Gaussian around base with
+    relative stddev = mutability (the artifact's knob). A `seed` query
+    parameter makes the draw (and the generated input) reproducible per
+    request; without it every request gets fresh randomness."""
+    mutability = float(query.get("mutability", ["0"])[0] or 0)
+    seed = query.get("seed")
+    rng = random.Random(int(seed[0])) if seed else random.Random()
+    scale = rng.gauss(1.0, mutability) if mutability > 0 else 1.0
+    # Clamp so a wild draw can neither vanish the work nor take seconds.
+    scale = min(3.0, max(0.1, scale))
+    return max(1, int(base * scale)), rng
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        # Drain the body: the connection is kept alive, and unread bytes would
+        # be parsed as the next request.
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        query = parse_qs(urlparse(self.path).query)
+        start = time.perf_counter()
+        try:
+            result = handle(query)
+            status = 200
+        except Exception as e:  # a bad input must not kill the worker
+            result = {"error": "%s: %s" % (type(e).__name__, e)}
+            status = 500
+        result["server_us"] = int((time.perf_counter() - start) * 1e6)
+        body = json.dumps(result).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+def main():
+    url = urlparse(os.environ.get("upstream_url", "http://127.0.0.1:5000"))
+    server = HTTPServer((url.hostname or "127.0.0.1", url.port or 5000), Handler)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

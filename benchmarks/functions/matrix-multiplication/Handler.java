@@ -1,0 +1,100 @@
+// matrix-multiplication: multiplies two generated n x n double matrices
+// (naive triple loop, i-k-j order) — the artifact's JVM matrix benchmark.
+// JDK only. Query: size (n, default 300), mutability, seed.
+import com.sun.net.httpserver.HttpExchange;
+import com.sun.net.httpserver.HttpServer;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetSocketAddress;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.Random;
+
+public class Handler {
+    static final int BASE_SIZE = 300;
+
+    static String work(int n, Random rng) {
+        double[][] a = new double[n][n], b = new double[n][n], c = new double[n][n];
+        for (int i = 0; i < n; i++) {
+            for (int j = 0; j < n; j++) {
+                a[i][j] = rng.nextDouble();
+                b[i][j] = rng.nextDouble();
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            double[] ci = c[i];
+            for (int k = 0; k < n; k++) {
+                double aik = a[i][k];
+                double[] bk = b[k];
+                for (int j = 0; j < n; j++) ci[j] += aik * bk[j];
+            }
+        }
+        double trace = 0;
+        for (int i = 0; i < n; i++) trace += c[i][i];
+        return String.format("\"n\": %d, \"trace\": %.6f", n, trace);
+    }
+
+    // --- HTTP plumbing (identical in every JVM benchmark) -------------------
+    // One dispatcher thread, no executor pool: requests are served one at a
+    // time and there are no idle pool threads in the snapshot.
+
+    static Map<String, String> query(URI uri) {
+        Map<String, String> q = new HashMap<>();
+        String raw = uri.getRawQuery();
+        if (raw == null) return q;
+        for (String kv : raw.split("&")) {
+            int eq = kv.indexOf('=');
+            if (eq > 0) q.put(kv.substring(0, eq), java.net.URLDecoder.decode(kv.substring(eq + 1), StandardCharsets.UTF_8));
+        }
+        return q;
+    }
+
+    // Draws this request's input size from a Gaussian around base with
+    // relative stddev = mutability (the artifact's knob); a seed query
+    // parameter makes the draw and the generated input reproducible.
+    static int inputSize(Map<String, String> q, int base, Random rng) {
+        double mutability = Double.parseDouble(q.getOrDefault("mutability", "0"));
+        double scale = mutability > 0 ? 1.0 + rng.nextGaussian() * mutability : 1.0;
+        scale = Math.min(3.0, Math.max(0.1, scale)); // neither vanish nor take seconds
+        return Math.max(1, (int) (base * scale));
+    }
+
+    static void handle(HttpExchange ex) throws IOException {
+        try (InputStream in = ex.getRequestBody()) {
+            in.readAllBytes(); // drain: the connection is kept alive
+        }
+        Map<String, String> q = query(ex.getRequestURI());
+        long start = System.nanoTime();
+        String result;
+        int status = 200;
+        try {
+            Random rng = q.containsKey("seed") ? new Random(Long.parseLong(q.get("seed"))) : new Random();
+            int base = Integer.parseInt(q.getOrDefault("size", String.valueOf(BASE_SIZE)));
+            result = work(inputSize(q, base, rng), rng);
+        } catch (RuntimeException e) {
+            status = 500;
+            result = "\"error\": \"" + e.toString().replace("\\", "\\\\").replace("\"", "'") + "\"";
+        }
+        long serverUs = (System.nanoTime() - start) / 1000;
+        byte[] body = ("{" + result + ", \"server_us\": " + serverUs + "}").getBytes(StandardCharsets.UTF_8);
+        ex.getResponseHeaders().set("Content-Type", "application/json");
+        ex.sendResponseHeaders(status, body.length);
+        try (OutputStream out = ex.getResponseBody()) {
+            out.write(body);
+        }
+    }
+
+    public static void main(String[] args) throws IOException {
+        String env = System.getenv("upstream_url");
+        URI url = URI.create(env == null || env.isEmpty() ? "http://127.0.0.1:5000" : env);
+        String host = url.getHost() == null ? "127.0.0.1" : url.getHost();
+        int port = url.getPort() < 0 ? 5000 : url.getPort();
+        HttpServer server = HttpServer.create(new InetSocketAddress(host, port), 0);
+        server.createContext("/", Handler::handle);
+        server.setExecutor(null);
+        server.start();
+    }
+}
