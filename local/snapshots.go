@@ -41,7 +41,10 @@ func (b *Backend) plan(ctx context.Context, f *function, w *worker) (key, dir st
 	if !b.snapshotsEnabled() {
 		return "", ""
 	}
-	b.awaitRetiring(f)
+	// A replacement is planned the moment a worker is evicted, often while
+	// that worker is still being checkpointed on the engine's cue. Waiting
+	// for that snapshot would put the whole dump and upload on the next
+	// call's critical path, so the plan uses the pool as it is.
 	p, err := b.cfg.Engine.OnStart(ctx, f.key, w.id)
 	if err != nil {
 		b.log.Error("engine: plan start", "function", f.display, "err", err)
@@ -69,32 +72,6 @@ func (b *Backend) plan(ctx context.Context, f *function, w *worker) (key, dir st
 	b.metrics.download.WithLabelValues(f.display).Observe(time.Since(start).Seconds())
 	b.metrics.transferred.WithLabelValues(f.display, "download").Add(float64(m.PackedBytes))
 	return p.Restore.Key, dir
-}
-
-// retiringWait bounds how long a new worker waits for the snapshot of the
-// worker it replaces.
-const retiringWait = 10 * time.Second
-
-// awaitRetiring lets the workers on their way out finish their business with
-// the engine before a new worker is planned. A replacement is started the
-// moment a worker is evicted, usually right after the call on which the
-// engine asked for that worker's snapshot; planned any earlier, it could not
-// start from that snapshot.
-func (b *Backend) awaitRetiring(f *function) {
-	f.mu.Lock()
-	var retiring []*worker
-	for _, w := range f.workers {
-		if w.retiring.Load() {
-			retiring = append(retiring, w)
-		}
-	}
-	f.mu.Unlock()
-	deadline := time.Now().Add(retiringWait)
-	for _, w := range retiring {
-		for (w.pending.Load() > 0 || w.checkpoints.Load() > 0) && time.Now().Before(deadline) {
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
 }
 
 // snapshotFailed drops a snapshot that could not be restored, from the pool
