@@ -261,7 +261,23 @@ func (b *Backend) prepare(req types.FunctionDeployment) (record, error) {
 			replicas = n
 		}
 	}
-	return record{Deployment: req, Dir: dir, Process: process, Runtime: decl.Runtime, Replicas: replicas, CreatedAt: time.Now().UTC()}, nil
+	return record{
+		Deployment: req, Dir: dir, Process: process, Runtime: decl.Runtime, Env: decl.Env,
+		Replicas: replicas, CreatedAt: time.Now().UTC(),
+	}, nil
+}
+
+// mergeEnv overlays the request's envVars on the directory's declared
+// environment.
+func mergeEnv(declared, requested map[string]string) map[string]string {
+	out := make(map[string]string, len(declared)+len(requested))
+	for k, v := range declared {
+		out[k] = v
+	}
+	for k, v := range requested {
+		out[k] = v
+	}
+	return out
 }
 
 // configureEngine hands the function's strategy to the engine and returns
@@ -281,7 +297,7 @@ func (b *Backend) agentSpec(rec record) agent.Config {
 	return agent.Config{
 		Dir:          rec.Dir,
 		Process:      rec.Process,
-		Env:          rec.Deployment.EnvVars,
+		Env:          mergeEnv(rec.Env, rec.Deployment.EnvVars),
 		ReadyTimeout: agent.Duration(b.cfg.ReadyTimeout),
 	}
 }

@@ -517,3 +517,29 @@ func TestResolveImage(t *testing.T) {
 		}
 	}
 }
+
+// A function directory's function.json may declare a base environment, as
+// an image's ENV does; the deploy request's envVars win over it.
+func TestDeclaredEnvironment(t *testing.T) {
+	e := newEnv(t)
+	decl := `{"fprocess": "ignored when envProcess is set", "env": {"GREETING": "declared"}}`
+	if err := os.WriteFile(filepath.Join(e.fnDir, "testfn", "function.json"), []byte(decl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.b.Deploy(ctx, deployment("plain", nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.b.Deploy(ctx, deployment("override", map[string]string{"GREETING": "requested"})); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"plain": "greeting=declared", "override": "greeting=requested"} {
+		got, err := e.invoke(name)
+		if err != nil || !strings.Contains(got, want) {
+			t.Errorf("%s: %q %v, want %q", name, got, err, want)
+		}
+	}
+	if st := e.status("plain"); st.EnvVars["GREETING"] != "" {
+		t.Errorf("status reports the declared env as the request's: %v", st.EnvVars)
+	}
+}

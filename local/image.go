@@ -21,6 +21,9 @@ type Declaration struct {
 	Process string `json:"fprocess"`
 	// Runtime names the JIT runtime ("pypy", "jvm", "node"), for snapshots.
 	Runtime string `json:"runtime,omitempty"`
+	// Env is the function's base environment, as an image's ENV would be;
+	// the deploy request's envVars override it.
+	Env map[string]string `json:"env,omitempty"`
 }
 
 // resolveImage maps a deploy request's image to a function directory: an

@@ -23,6 +23,9 @@ type record struct {
 	Dir        string                   `json:"dir"`
 	Process    string                   `json:"process"`
 	Runtime    string                   `json:"runtime,omitempty"`
+	// Env is the function directory's declared environment, which the
+	// request's envVars override.
+	Env map[string]string `json:"env,omitempty"`
 	Replicas   uint64                   `json:"replicas"`
 	CreatedAt  time.Time                `json:"createdAt"`
 }
