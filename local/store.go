@@ -25,9 +25,9 @@ type record struct {
 	Runtime    string                   `json:"runtime,omitempty"`
 	// Env is the function directory's declared environment, which the
 	// request's envVars override.
-	Env map[string]string `json:"env,omitempty"`
-	Replicas   uint64                   `json:"replicas"`
-	CreatedAt  time.Time                `json:"createdAt"`
+	Env       map[string]string `json:"env,omitempty"`
+	Replicas  uint64            `json:"replicas"`
+	CreatedAt time.Time         `json:"createdAt"`
 }
 
 func key(namespace, name string) []byte { return []byte(namespace + "/" + name) }
