@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -451,8 +453,9 @@ func prepareFunction(t testing.TB, rt runtimeSpec) (string, []string) {
 		t.Fatal(err)
 	}
 	var spec struct {
-		Fprocess string `json:"fprocess"`
-		Runtime  string `json:"runtime"`
+		Fprocess string            `json:"fprocess"`
+		Runtime  string            `json:"runtime"`
+		Env      map[string]string `json:"env"`
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "function.json"))
 	if err != nil {
@@ -467,7 +470,16 @@ func prepareFunction(t testing.TB, rt runtimeSpec) (string, []string) {
 	if rt.prepare != nil {
 		rt.prepare(t, dir)
 	}
-	return dir, strings.Fields(spec.Fprocess)
+	// The declared environment, as the provider would give it; env(1)
+	// execs, so the function keeps env's PID.
+	var argv []string
+	if len(spec.Env) > 0 {
+		argv = append(argv, "/usr/bin/env")
+		for _, k := range slices.Sorted(maps.Keys(spec.Env)) {
+			argv = append(argv, k+"="+spec.Env[k])
+		}
+	}
+	return dir, append(argv, strings.Fields(spec.Fprocess)...)
 }
 
 // spawnWorker re-executes the test binary in new pid/net/mount namespaces.
