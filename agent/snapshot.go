@@ -37,9 +37,18 @@ func (a *Agent) restore(ctx context.Context, dir string) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The images may be shared with other workers restoring at the same
+	// time, so criu's log goes to a directory of our own.
+	work, err := os.MkdirTemp("", "pronghorn-restore-")
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, err
+	}
+	defer os.RemoveAll(work)
 	criu := &snapshot.CRIU{Path: a.cfg.CRIUPath}
 	pid, exited, err := a.reaper.Spawn(func() (int, error) {
-		return criu.Restore(ctx, dir, snapshot.RestoreOptions{Stdout: w, Stderr: w})
+		return criu.Restore(ctx, dir, snapshot.RestoreOptions{Stdout: w, Stderr: w, WorkDir: work})
 	})
 	w.Close()
 	if err != nil {

@@ -133,11 +133,7 @@ func (b *Backend) spawn(f *function) *worker {
 // wait until it exits; f is reconciled after each step.
 func (b *Backend) run(f *function, w *worker, spec agent.Config) {
 	restoreKey, restoreDir := b.plan(context.Background(), f, w)
-	if restoreDir != "" {
-		spec.RestoreDir = restoreDir
-		// CRIU needs the images only while restoring.
-		defer os.RemoveAll(restoreDir)
-	}
+	spec.RestoreDir = restoreDir
 	if err := w.start(b, spec); err != nil {
 		w.abandon(err)
 		f.mu.Lock()

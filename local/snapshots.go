@@ -55,23 +55,59 @@ func (b *Backend) plan(ctx context.Context, f *function, w *worker) (key, dir st
 	if p.Restore == nil {
 		return "", ""
 	}
-	dir = filepath.Join(b.workDir, w.id+"-restore")
-	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
-	defer cancel()
-	start := time.Now()
-	var m snapshot.Manifest
-	err = os.MkdirAll(dir, 0o700)
-	if err == nil {
-		m, err = snapshot.Download(ctx, b.cfg.Store, p.Restore.Key, dir)
-	}
+	dir, err = b.cachedImages(ctx, f, *p.Restore)
 	if err != nil {
-		_ = os.RemoveAll(dir)
 		b.snapshotFailed(f, w, p.Restore.Key, err)
 		return "", ""
 	}
+	return p.Restore.Key, dir
+}
+
+// cachedImages returns a directory with the verified, unpacked images of
+// snapshot s, downloading them on first use. Images are kept while the
+// snapshot is in the pool: a restore then costs only CRIU's own time, and
+// CRIU only reads them, so any number of workers can restore from one copy.
+func (b *Backend) cachedImages(ctx context.Context, f *function, s orchestrator.Snapshot) (string, error) {
+	dir := b.cachePath(s.Key)
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".download-*")
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
+	defer cancel()
+	start := time.Now()
+	m, err := snapshot.Download(ctx, b.cfg.Store, s.Key, tmp)
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", err
+	}
 	b.metrics.download.WithLabelValues(f.display).Observe(time.Since(start).Seconds())
 	b.metrics.transferred.WithLabelValues(f.display, "download").Add(float64(m.PackedBytes))
-	return p.Restore.Key, dir
+	// Only a complete, verified copy ever appears under the cache name. If
+	// another worker got there first, use its copy.
+	if err := os.Rename(tmp, dir); err != nil {
+		_ = os.RemoveAll(tmp)
+		if _, serr := os.Stat(dir); serr != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// cachePath is where snapshot key's images are cached; keys are made of
+// plain path segments (snapshot.Store validates them).
+func (b *Backend) cachePath(key string) string {
+	return filepath.Join(b.workDir, "images", filepath.FromSlash(key))
+}
+
+func (b *Backend) dropCached(key string) {
+	_ = os.RemoveAll(b.cachePath(key))
 }
 
 // snapshotFailed drops a snapshot that could not be restored, from the pool
@@ -87,6 +123,7 @@ func (b *Backend) snapshotFailed(f *function, w *worker, key string, cause error
 	if err := b.cfg.Engine.Forget(ctx, f.key, key); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		b.log.Error("engine: forget snapshot", "snapshot", key, "err", err)
 	}
+	b.dropCached(key)
 	if err := b.cfg.Store.Delete(ctx, key); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		b.log.Error("delete bad snapshot", "snapshot", key, "err", err)
 	}
@@ -100,6 +137,7 @@ func (b *Backend) deleteSnapshots(snaps []orchestrator.Snapshot) {
 		ctx, cancel := context.WithTimeout(context.Background(), snapshotTimeout)
 		defer cancel()
 		for _, s := range snaps {
+			b.dropCached(s.Key)
 			if err := b.cfg.Store.Delete(ctx, s.Key); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 				b.log.Error("delete pruned snapshot", "snapshot", s.Key, "err", err)
 			}
@@ -223,11 +261,17 @@ func (b *Backend) checkpoint(f *function, w *worker, lineage int) {
 		fail(fmt.Errorf("upload: %w", err))
 		return
 	}
+	// The dump is the images a restore would unpack: keep it as the cache
+	// entry, so the first restore of this snapshot downloads nothing.
+	if err := os.MkdirAll(filepath.Dir(b.cachePath(key)), 0o700); err == nil {
+		_ = os.Rename(dir, b.cachePath(key))
+	}
 	err = b.cfg.Engine.Register(ctx, f.key, orchestrator.Snapshot{
 		Key: key, RequestNumber: lineage, SizeBytes: m.PackedBytes, SHA256: m.SHA256, CreatedAt: m.CreatedAt,
 	})
 	if err != nil {
 		// The function went away meanwhile: the image has no owner.
+		b.dropCached(key)
 		_ = b.cfg.Store.Delete(ctx, key)
 		b.log.Warn("snapshot not registered", "function", f.display, "snapshot", key, "err", err)
 		return

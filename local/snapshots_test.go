@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/openfaas/faas-provider/types"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
@@ -129,6 +130,11 @@ func TestCheckpointEvictRestore(t *testing.T) {
 			if st := e.inspect(); st.Restores != 1 || st.FailedRestores != 0 {
 				t.Errorf("counters: %+v", st)
 			}
+			// The images came from the checkpoint's own dump, kept locally:
+			// nothing was downloaded.
+			if n := testutil.CollectAndCount(e.b.metrics.download); n != 0 {
+				t.Errorf("%d downloads for a snapshot taken on this machine", n)
+			}
 		})
 	}
 }
@@ -211,6 +217,9 @@ func TestCorruptSnapshotFallsBackToCold(t *testing.T) {
 	}
 	key := st.Pool[0].Key
 	corruptObject(t, storeDir, key)
+	// The provider restarted meanwhile: its local copy of the images is
+	// gone, so the next restore fetches the corrupt object.
+	e.b.dropCached(key)
 
 	if got := e.count(); got != 1 {
 		t.Fatalf("worker after a corrupt snapshot answered count %d, want a cold 1", got)

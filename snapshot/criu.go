@@ -76,6 +76,9 @@ type RestoreOptions struct {
 	InheritFds map[string]*os.File
 	// ExtUnixSk must match the dump.
 	ExtUnixSk bool
+	// WorkDir, when set, receives criu's restore log instead of imagesDir,
+	// so several workers can restore from one read-only images directory.
+	WorkDir string
 }
 
 func (c *CRIU) path() string {
@@ -217,6 +220,7 @@ func (c *CRIU) Restore(ctx context.Context, imagesDir string, opts RestoreOption
 	if err != nil {
 		return 0, err
 	}
+	logDir := imagesDir
 	ro := &rpc.CriuOpts{
 		ImagesDirFd:    proto.Int32(int32(dir.Fd())),
 		RstSibling:     proto.Bool(true),
@@ -226,6 +230,15 @@ func (c *CRIU) Restore(ctx context.Context, imagesDir string, opts RestoreOption
 		FileLocks:      proto.Bool(true),
 		LogLevel:       proto.Int32(c.logLevel()),
 		LogFile:        proto.String(restoreLog),
+	}
+	if opts.WorkDir != "" {
+		wd, err := os.Open(opts.WorkDir)
+		if err != nil {
+			return 0, fmt.Errorf("criu restore: work dir: %w", err)
+		}
+		defer wd.Close()
+		ro.WorkDirFd = proto.Int32(int32(wd.Fd()))
+		logDir = opts.WorkDir
 	}
 	// inherit-fd numbers refer to criu's own fd table, and go-criu starts
 	// criu with plain os/exec. Go only passes fds without FD_CLOEXEC to a
@@ -247,7 +260,7 @@ func (c *CRIU) Restore(ctx context.Context, imagesDir string, opts RestoreOption
 	_, err = runCtx(ctx, func() (struct{}, error) { return struct{}{}, cr.Restore(ro, nfy) })
 	if err != nil {
 		return 0, fmt.Errorf("criu restore from %s: %w; log %s: %s", imagesDir, err,
-			filepath.Join(imagesDir, restoreLog), logTail(filepath.Join(imagesDir, restoreLog)))
+			filepath.Join(logDir, restoreLog), logTail(filepath.Join(logDir, restoreLog)))
 	}
 	if nfy.pid <= 0 {
 		return 0, fmt.Errorf("criu restore from %s: criu reported no pid", imagesDir)
