@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/openfaas/faas-provider/types"
@@ -31,9 +32,10 @@ func TestSnapshotsThroughProviderWithMinIO(t *testing.T) {
 	}
 	minio := snapshottest.StartMinIO(t)
 	cfg := minio.Config("e2e-snapshots")
-	p := startProvider(t, buildBinary(t), t.TempDir(),
-		"--criu", criu, "--snapshot-store", "minio", "--minio-endpoint", cfg.Endpoint,
-		"--minio-access-key", cfg.AccessKey, "--minio-secret-key", cfg.SecretKey, "--minio-bucket", cfg.Bucket)
+	bin, dataDir := buildBinary(t), t.TempDir()
+	args := []string{"--criu", criu, "--snapshot-store", "minio", "--minio-endpoint", cfg.Endpoint,
+		"--minio-access-key", cfg.AccessKey, "--minio-secret-key", cfg.SecretKey, "--minio-bucket", cfg.Bucket}
+	p := startProvider(t, bin, dataDir, args...)
 
 	bad := types.FunctionDeployment{Service: "bad", Image: "counter-node", Annotations: &map[string]string{"com.pronghorn.pool-capacity": "-3"}}
 	if code, body := p.do("POST", "/system/functions", bad); code != 400 || !strings.Contains(body, "pool-capacity") {
@@ -74,11 +76,22 @@ func TestSnapshotsThroughProviderWithMinIO(t *testing.T) {
 		`pronghorn_pool_snapshots{function_name="c.openfaas-fn"} 1`,
 		`pronghorn_dump_seconds_count{function_name="c.openfaas-fn"} 1`,
 		`pronghorn_restore_seconds_count{function_name="c.openfaas-fn"} 1`,
-		`pronghorn_snapshot_transfer_bytes_total{direction="download",function_name="c.openfaas-fn"}`,
+		`pronghorn_snapshot_transfer_bytes_total{direction="upload",function_name="c.openfaas-fn"}`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+
+	// After a restart the local copy of the images is gone: the function's
+	// replica comes back restored from the snapshot fetched from MinIO.
+	p.stop(syscall.SIGTERM)
+	p = startProvider(t, bin, dataDir, args...)
+	if err := json.Unmarshal([]byte(p.must(200, "GET", "/function/c", nil)), &r); err != nil || r.Count != 3 {
+		t.Fatalf("call after restart: %+v %v, want the restored counter 3", r, err)
+	}
+	if !strings.Contains(p.must(200, "GET", "/metrics", nil), `pronghorn_download_seconds_count{function_name="c.openfaas-fn"} 1`) {
+		t.Error("the restore after restart did not download the snapshot")
 	}
 
 	// Removing the function removes its snapshots from the store.
