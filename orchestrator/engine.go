@@ -126,6 +126,40 @@ func checkFn(fn string) error {
 }
 
 // fnBucket returns fn's bucket or ErrNotFound.
+// inFn runs f on fn's bucket in one transaction (read-write through
+// commit, or read-only through db.View), after the checks every method
+// shares, and names the operation in the error.
+func (e *Engine) inFn(ctx context.Context, fn, op string, commit func(func(*bbolt.Tx) error) error, f func(b *bbolt.Bucket) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkFn(fn); err != nil {
+		return err
+	}
+	err := commit(func(tx *bbolt.Tx) error {
+		b, err := fnBucket(tx, fn)
+		if err != nil {
+			return err
+		}
+		return f(b)
+	})
+	if err != nil {
+		return fmt.Errorf("orchestrator: %s %q: %w", op, fn, err)
+	}
+	return nil
+}
+
+// loadPools reads fn's pool and the snapshots waiting to be handed back.
+func loadPools(b *bbolt.Bucket) (pool, trash []Snapshot, err error) {
+	if pool, err = loadSnapshots(b, keyPool); err != nil {
+		return nil, nil, err
+	}
+	if trash, err = loadSnapshots(b, keyTrash); err != nil {
+		return nil, nil, err
+	}
+	return pool, trash, nil
+}
+
 func fnBucket(tx *bbolt.Tx, fn string) (*bbolt.Bucket, error) {
 	root := tx.Bucket(rootBucket)
 	if root == nil {
@@ -365,19 +399,9 @@ func resetFn(b *bbolt.Bucket, cfg Config) error {
 // start) and at which request to checkpoint it. Over-capacity pruning happens
 // here; Plan.Pruned lists the snapshots the caller must delete.
 func (e *Engine) OnStart(ctx context.Context, fn string, workerID string) (Plan, error) {
-	if err := ctx.Err(); err != nil {
-		return Plan{}, err
-	}
-	if err := checkFn(fn); err != nil {
-		return Plan{}, err
-	}
 	var plan Plan
-	err := e.db.Update(func(tx *bbolt.Tx) error {
+	err := e.inFn(ctx, fn, "start", e.db.Update, func(b *bbolt.Bucket) error {
 		plan = Plan{Worker: Worker{ID: workerID}}
-		b, err := fnBucket(tx, fn)
-		if err != nil {
-			return err
-		}
 		cfg, err := loadConfig(b)
 		if err != nil {
 			return err
@@ -387,11 +411,7 @@ func (e *Engine) OnStart(ctx context.Context, fn string, workerID string) (Plan,
 		if err := putRand(b, seed, calls+1); err != nil {
 			return err
 		}
-		pool, err := loadSnapshots(b, keyPool)
-		if err != nil {
-			return err
-		}
-		trash, err := loadSnapshots(b, keyTrash)
+		pool, trash, err := loadPools(b)
 		if err != nil {
 			return err
 		}
@@ -452,7 +472,7 @@ func (e *Engine) OnStart(ctx context.Context, fn string, workerID string) (Plan,
 		})
 	})
 	if err != nil {
-		return Plan{}, fmt.Errorf("orchestrator: start %q: %w", fn, err)
+		return Plan{}, err
 	}
 	return plan, nil
 }
@@ -462,12 +482,6 @@ func (e *Engine) OnStart(ctx context.Context, fn string, workerID string) (Plan,
 // checkpointed now and whether it is due for eviction. w is only modified
 // when the update committed.
 func (e *Engine) OnRequest(ctx context.Context, fn string, w *Worker, latency time.Duration) (Action, error) {
-	if err := ctx.Err(); err != nil {
-		return Action{}, err
-	}
-	if err := checkFn(fn); err != nil {
-		return Action{}, err
-	}
 	if w == nil || latency < 0 {
 		return Action{}, fmt.Errorf("orchestrator: request on %q: nil worker or negative latency: %w", fn, errdefs.ErrInvalid)
 	}
@@ -478,13 +492,9 @@ func (e *Engine) OnRequest(ctx context.Context, fn string, w *Worker, latency ti
 	if e.batch {
 		commit = e.db.Batch
 	}
-	err := commit(func(tx *bbolt.Tx) error {
+	err := e.inFn(ctx, fn, "request on", commit, func(b *bbolt.Bucket) error {
 		// Recomputed from *w on every attempt: db.Batch may run this twice.
 		nw, act = *w, Action{}
-		b, err := fnBucket(tx, fn)
-		if err != nil {
-			return err
-		}
 		cfg, err := loadConfig(b)
 		if err != nil {
 			return err
@@ -511,7 +521,7 @@ func (e *Engine) OnRequest(ctx context.Context, fn string, w *Worker, latency ti
 		return nil
 	})
 	if err != nil {
-		return Action{}, fmt.Errorf("orchestrator: request on %q: %w", fn, err)
+		return Action{}, err
 	}
 	*w = nw
 	return act, nil
@@ -522,32 +532,18 @@ func (e *Engine) OnRequest(ctx context.Context, fn string, w *Worker, latency ti
 // changed while the checkpoint ran) the snapshot goes straight to the trash
 // and is handed back for deletion by the next OnStart.
 func (e *Engine) Register(ctx context.Context, fn string, s Snapshot) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkFn(fn); err != nil {
-		return err
-	}
 	if s.Key == "" || s.RequestNumber < 0 || s.SizeBytes < 0 {
 		return fmt.Errorf("orchestrator: register on %q: snapshot needs a key and non-negative request number and size: %w", fn, errdefs.ErrInvalid)
 	}
 	if s.CreatedAt.IsZero() {
 		s.CreatedAt = e.now()
 	}
-	err := e.db.Update(func(tx *bbolt.Tx) error {
-		b, err := fnBucket(tx, fn)
-		if err != nil {
-			return err
-		}
+	return e.inFn(ctx, fn, "register on", e.db.Update, func(b *bbolt.Bucket) error {
 		cfg, err := loadConfig(b)
 		if err != nil {
 			return err
 		}
-		pool, err := loadSnapshots(b, keyPool)
-		if err != nil {
-			return err
-		}
-		trash, err := loadSnapshots(b, keyTrash)
+		pool, trash, err := loadPools(b)
 		if err != nil {
 			return err
 		}
@@ -566,10 +562,6 @@ func (e *Engine) Register(ctx context.Context, fn string, s Snapshot) error {
 		}
 		return updateCounters(b, func(c *counters) { c.Checkpoints++ })
 	})
-	if err != nil {
-		return fmt.Errorf("orchestrator: register on %q: %w", fn, err)
-	}
-	return nil
 }
 
 // CheckpointFailed counts a checkpoint the caller could not take.
@@ -578,36 +570,14 @@ func (e *Engine) CheckpointFailed(ctx context.Context, fn string) error {
 }
 
 func (e *Engine) count(ctx context.Context, fn string, f func(*counters)) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkFn(fn); err != nil {
-		return err
-	}
-	return e.db.Update(func(tx *bbolt.Tx) error {
-		b, err := fnBucket(tx, fn)
-		if err != nil {
-			return err
-		}
-		return updateCounters(b, f)
-	})
+	return e.inFn(ctx, fn, "count on", e.db.Update, func(b *bbolt.Bucket) error { return updateCounters(b, f) })
 }
 
 // Forget removes a snapshot that failed to restore from fn's pool and counts
 // a failed restore. A key no longer in the pool (pruned meanwhile) is not an
 // error: the restore still failed.
 func (e *Engine) Forget(ctx context.Context, fn string, key string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkFn(fn); err != nil {
-		return err
-	}
-	err := e.db.Update(func(tx *bbolt.Tx) error {
-		b, err := fnBucket(tx, fn)
-		if err != nil {
-			return err
-		}
+	return e.inFn(ctx, fn, "forget on", e.db.Update, func(b *bbolt.Bucket) error {
 		pool, err := loadSnapshots(b, keyPool)
 		if err != nil {
 			return err
@@ -625,28 +595,14 @@ func (e *Engine) Forget(ctx context.Context, fn string, key string) error {
 		}
 		return updateCounters(b, func(c *counters) { c.FailedRestores++ })
 	})
-	if err != nil {
-		return fmt.Errorf("orchestrator: forget on %q: %w", fn, err)
-	}
-	return nil
 }
 
 // Reset wipes fn's weights and pool and returns the snapshots (pool and any
 // not yet handed back) for the caller to delete. Counters are kept: they are
 // monotonic metrics.
 func (e *Engine) Reset(ctx context.Context, fn string) ([]Snapshot, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := checkFn(fn); err != nil {
-		return nil, err
-	}
 	var out []Snapshot
-	err := e.db.Update(func(tx *bbolt.Tx) error {
-		b, err := fnBucket(tx, fn)
-		if err != nil {
-			return err
-		}
+	err := e.inFn(ctx, fn, "reset", e.db.Update, func(b *bbolt.Bucket) error {
 		cfg, err := loadConfig(b)
 		if err != nil {
 			return err
@@ -660,7 +616,7 @@ func (e *Engine) Reset(ctx context.Context, fn string) ([]Snapshot, error) {
 		return b.Delete(keyTrash)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("orchestrator: reset %q: %w", fn, err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -668,31 +624,17 @@ func (e *Engine) Reset(ctx context.Context, fn string) ([]Snapshot, error) {
 // Remove drops everything about fn (function deleted) and returns its
 // snapshots for the caller to delete.
 func (e *Engine) Remove(ctx context.Context, fn string) ([]Snapshot, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := checkFn(fn); err != nil {
-		return nil, err
-	}
 	var out []Snapshot
-	err := e.db.Update(func(tx *bbolt.Tx) error {
-		b, err := fnBucket(tx, fn)
-		if err != nil {
-			return err
-		}
-		pool, err := loadSnapshots(b, keyPool)
-		if err != nil {
-			return err
-		}
-		trash, err := loadSnapshots(b, keyTrash)
+	err := e.inFn(ctx, fn, "remove", e.db.Update, func(b *bbolt.Bucket) error {
+		pool, trash, err := loadPools(b)
 		if err != nil {
 			return err
 		}
 		out = append(pool, trash...)
-		return tx.Bucket(rootBucket).DeleteBucket([]byte(fn))
+		return b.Tx().Bucket(rootBucket).DeleteBucket([]byte(fn))
 	})
 	if err != nil {
-		return nil, fmt.Errorf("orchestrator: remove %q: %w", fn, err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -722,18 +664,8 @@ type State struct {
 
 // Inspect returns fn's state without modifying it.
 func (e *Engine) Inspect(ctx context.Context, fn string) (State, error) {
-	if err := ctx.Err(); err != nil {
-		return State{}, err
-	}
-	if err := checkFn(fn); err != nil {
-		return State{}, err
-	}
 	var st State
-	err := e.db.View(func(tx *bbolt.Tx) error {
-		b, err := fnBucket(tx, fn)
-		if err != nil {
-			return err
-		}
+	err := e.inFn(ctx, fn, "inspect", e.db.View, func(b *bbolt.Bucket) error {
 		cfg, err := loadConfig(b)
 		if err != nil {
 			return err
@@ -771,7 +703,7 @@ func (e *Engine) Inspect(ctx context.Context, fn string) (State, error) {
 		return nil
 	})
 	if err != nil {
-		return State{}, fmt.Errorf("orchestrator: inspect %q: %w", fn, err)
+		return State{}, err
 	}
 	return st, nil
 }
