@@ -15,6 +15,7 @@ import (
 
 	"github.com/openfaas/faas-provider/logs"
 	"github.com/openfaas/faas-provider/types"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
@@ -354,6 +355,9 @@ func TestReplicaThatDiesIsRestarted(t *testing.T) {
 	})
 	if got, err := e.invoke("phoenix"); err != nil || !strings.HasPrefix(got, "count=1") {
 		t.Fatalf("after restart: %q %v", got, err)
+	}
+	if n := testutil.ToFloat64(e.b.metrics.restarts.WithLabelValues("phoenix.openfaas-fn")); n != 1 {
+		t.Errorf("pronghorn_replica_restarts_total = %v, want 1", n)
 	}
 }
 

@@ -7,13 +7,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// snapshotMetrics measure the snapshot mechanism itself: the costs the
+// snapshotMetrics measure the snapshot mechanism itself — the costs the
 // paper's Tables 4 and 5 report (dump and restore time, image size, bytes
-// moved to and from the store).
+// moved to and from the store) — and replica restarts.
 type snapshotMetrics struct {
 	dump, upload, download, restore *prometheus.HistogramVec
 	packedBytes, rawBytes           *prometheus.GaugeVec
 	transferred                     *prometheus.CounterVec
+	restarts                        *prometheus.CounterVec
 }
 
 func newSnapshotMetrics() *snapshotMetrics {
@@ -29,11 +30,12 @@ func newSnapshotMetrics() *snapshotMetrics {
 		packedBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pronghorn_snapshot_packed_bytes", Help: "Stored size of the function's latest snapshot."}, []string{"function_name"}),
 		rawBytes:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pronghorn_snapshot_raw_bytes", Help: "CRIU image size of the function's latest snapshot."}, []string{"function_name"}),
 		transferred: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pronghorn_snapshot_transfer_bytes_total", Help: "Snapshot bytes moved to (upload) and from (download) the store."}, []string{"function_name", "direction"}),
+		restarts:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pronghorn_replica_restarts_total", Help: "Replicas that died or never became ready and were replaced."}, []string{"function_name"}),
 	}
 }
 
 func (m *snapshotMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.dump, m.upload, m.download, m.restore, m.packedBytes, m.rawBytes, m.transferred}
+	return []prometheus.Collector{m.dump, m.upload, m.download, m.restore, m.packedBytes, m.rawBytes, m.transferred, m.restarts}
 }
 
 // engineCollector exposes the engine's per-function counters at scrape time,

@@ -179,6 +179,7 @@ func (b *Backend) run(f *function, w *worker, spec agent.Config) {
 	delete(f.workers, w.id)
 	if failed || !w.retiring.Load() {
 		f.restarts++
+		b.metrics.restarts.WithLabelValues(f.display).Inc()
 		if failed {
 			b.noteFailureLocked(f)
 		}
