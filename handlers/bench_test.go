@@ -62,22 +62,14 @@ func BenchmarkInvoke(b *testing.B) {
 		})
 	})
 
-	for _, flush := range []time.Duration{0, -1} {
-		suffix := ""
-		if flush != 0 {
-			suffix = "-flush=-1"
-		}
-		b.Run("router"+suffix, func(b *testing.B) {
-			defer setFlushInterval(flush)()
-			h := benchRouter(b, upstream, transport)
-			runLatency(b, inProcessCall(b, h))
-		})
-		b.Run("router-parallel"+suffix, func(b *testing.B) {
-			defer setFlushInterval(flush)()
-			h := benchRouter(b, upstream, transport)
-			runParallel(b, func() func() { return inProcessCall(b, h) })
-		})
-	}
+	b.Run("router", func(b *testing.B) {
+		h := benchRouter(b, upstream, transport)
+		runLatency(b, inProcessCall(b, h))
+	})
+	b.Run("router-parallel", func(b *testing.B) {
+		h := benchRouter(b, upstream, transport)
+		runParallel(b, func() func() { return inProcessCall(b, h) })
+	})
 
 	b.Run("server", func(b *testing.B) {
 		srv := httptest.NewServer(benchRouter(b, upstream, transport))
@@ -109,12 +101,6 @@ func BenchmarkInvoke(b *testing.B) {
 			}
 		})
 	})
-}
-
-func setFlushInterval(d time.Duration) (restore func()) {
-	old := flushInterval
-	flushInterval = d
-	return func() { flushInterval = old }
 }
 
 // unixUpstream serves a trivial handler, shaped like the agent's answer, on a

@@ -62,11 +62,15 @@ const statusClientClosedRequest = 499
 // namespace comes from a "name.namespace" path segment like the gateway
 // sends, else ?namespace=, else the default.
 func MakeInvokeHandler(a Acquirer, opts InvokeOptions) http.HandlerFunc {
-	h := &invoker{acq: a, opts: opts}
+	h := &invoker{
+		acq: a, opts: opts,
+		buffers: newBufferPool(256, 32<<10),
+		errLog:  log.New(io.Discard, "", 0),
+	}
 	if h.opts.DefaultNamespace == "" {
 		h.opts.DefaultNamespace = DefaultNamespace
 	}
-	h.calls.New = func() any { return newProxyCall() }
+	h.calls.New = func() any { return h.newProxyCall() }
 	return h.serve
 }
 
@@ -74,6 +78,11 @@ type invoker struct {
 	acq   Acquirer
 	opts  InvokeOptions
 	calls sync.Pool // of *proxyCall
+	// buffers recycles ReverseProxy's body-copy buffers, which it would
+	// otherwise allocate (32 KiB) per invocation.
+	buffers *bufferPool
+	// errLog silences ReverseProxy's own logging: errorHandler reports.
+	errLog *log.Logger
 }
 
 func (h *invoker) serve(w http.ResponseWriter, r *http.Request) {
@@ -206,26 +215,23 @@ type proxyCall struct {
 	err      error
 }
 
-func newProxyCall() *proxyCall {
+func (h *invoker) newProxyCall() *proxyCall {
 	c := &proxyCall{}
 	c.rp.Rewrite = c.rewrite
 	c.rp.ModifyResponse = c.modifyResponse
 	c.rp.ErrorHandler = c.errorHandler
-	c.rp.BufferPool = copyBuffers
-	c.rp.ErrorLog = discardLog
+	c.rp.BufferPool = h.buffers
+	c.rp.ErrorLog = h.errLog
 	// FlushInterval stays 0 on purpose: ReverseProxy already flushes every
 	// write for responses without a Content-Length (chunked streams) and for
 	// text/event-stream, which is what streaming functions send. A negative
 	// interval would also apply to fixed-length answers, where it costs a
 	// timer, a goroutine and an early header-only write per invocation for
-	// no gain: 5 more allocations per call in BenchmarkInvoke/router-flush=-1;
-	// its throughput effect was within noise on one run and -40% on another.
-	c.rp.FlushInterval = flushInterval
+	// no gain: 5 more allocations per call when measured with
+	// BenchmarkInvoke; its throughput effect was within noise on one run and
+	// -40% on another.
 	return c
 }
-
-// flushInterval is a variable only so the benchmark can compare settings.
-var flushInterval time.Duration
 
 func (c *proxyCall) reset() {
 	c.target = nil
@@ -284,13 +290,8 @@ func (c *proxyCall) errorHandler(w http.ResponseWriter, r *http.Request, err err
 	proxyError(w, status, "function %s.%s did not answer: %v", c.name, c.ns, err)
 }
 
-var discardLog = log.New(io.Discard, "", 0)
-
-// copyBuffers recycles ReverseProxy's body-copy buffers, which it would
-// otherwise allocate (32 KiB) per invocation. A buffered channel rather than a
-// sync.Pool because putting a []byte into a sync.Pool allocates.
-var copyBuffers = newBufferPool(256, 32<<10)
-
+// bufferPool is a buffered channel rather than a sync.Pool because putting a
+// []byte into a sync.Pool allocates.
 type bufferPool struct {
 	free chan []byte
 	size int
