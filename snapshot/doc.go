@@ -7,9 +7,13 @@
 //     configurable because the CRIU that works on new kernels is installed in a
 //     private prefix by scripts/install-criu.sh, see DESIGN §5).
 //   - Pack/Unpack turn an image directory into one zstd-compressed tar stream
-//     and back. Checkpoint streams the packed bytes straight into the store
-//     through an io.Pipe; Restore unpacks while downloading. No full copy of
-//     the packed object ever lands on disk.
+//     and back. Upload streams the packed bytes of an image directory
+//     straight into the store through an io.Pipe; Download unpacks while
+//     reading and verifying. No full copy of the packed object ever lands on
+//     disk. Checkpoint (dump + Upload) and Restore (Download + restore) join
+//     them with CRIU for a caller that runs CRIU and talks to the store
+//     itself; the local provider splits them, the agent running CRIU and the
+//     provider moving the images.
 //   - Store keeps one object per snapshot plus its Manifest. Every store
 //     verifies the SHA-256 recorded in the manifest while the object is read:
 //     the reader returned by Get fails at EOF with an error wrapping ErrCorrupt
