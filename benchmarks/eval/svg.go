@@ -36,8 +36,10 @@ func strategyColor(name string, i int) string {
 // self-contained SVG document.
 func WriteCDFSVG(w io.Writer, title string, series []Series) error {
 	const (
-		width, height          = 640, 400
-		left, right, top, bott = 64, 150, 36, 48
+		// right leaves room for the longest legend entry,
+		// "request-centric (n=500)", at 12px sans-serif.
+		width, height          = 720, 400
+		left, right, top, bott = 64, 230, 36, 48
 		plotW, plotH           = width - left - right, height - top - bott
 	)
 	lo, hi := math.Inf(1), math.Inf(-1)
