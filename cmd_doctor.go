@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -88,12 +89,15 @@ func doctorChecks(opts *snapshotOptions, dataDir string) []check {
 		runtimeCheck("java", "-version"),
 		runtimeCheck("node", "--version"),
 		{"snapshot store", false, func(ctx context.Context) (string, error) {
-			store, err := opts.openStore(ctx, dataDir)
+			store, err := opts.openStore(ctx, dataDir, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err != nil {
 				return "", err
 			}
 			if store == nil {
 				return "none: snapshots off", nil
+			}
+			if _, lazy := store.(*snapshot.LazyStore); lazy {
+				return "", fmt.Errorf("%s store not reachable", opts.store)
 			}
 			if _, err := store.List(ctx, "doctor/"); err != nil {
 				return "", fmt.Errorf("%s store: %w", opts.store, err)

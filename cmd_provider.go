@@ -167,7 +167,7 @@ func openLocal(ctx context.Context, o providerOptions, log *slog.Logger) (*local
 		db.Close()
 		return nil, nil, err
 	}
-	store, err := o.snapshots.openStore(ctx, o.dataDir)
+	store, err := o.snapshots.openStore(ctx, o.dataDir, log)
 	if err != nil {
 		return fail(err)
 	}

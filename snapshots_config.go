@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 
 	"github.com/spf13/pflag"
 
+	"github.com/pronghorn-openfaas/pronghorn/errdefs"
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 	"github.com/pronghorn-openfaas/pronghorn/snapshot"
 )
@@ -53,7 +56,9 @@ func (o *snapshotOptions) flags(fs *pflag.FlagSet) []error {
 }
 
 // openStore builds the configured snapshot store; nil when snapshots are off.
-func (o *snapshotOptions) openStore(ctx context.Context, dataDir string) (snapshot.Store, error) {
+// A MinIO store that does not answer yet is opened lazily: the provider
+// serves (cold) meanwhile instead of refusing to start.
+func (o *snapshotOptions) openStore(ctx context.Context, dataDir string, log *slog.Logger) (snapshot.Store, error) {
 	var store snapshot.Store
 	switch o.store {
 	case "none":
@@ -72,14 +77,21 @@ func (o *snapshotOptions) openStore(ctx context.Context, dataDir string) (snapsh
 		if o.minioEndpoint == "" {
 			return nil, fmt.Errorf("--snapshot-store=minio needs --minio-endpoint")
 		}
-		s, err := snapshot.NewMinIOStore(ctx, snapshot.MinIOConfig{
+		cfg := snapshot.MinIOConfig{
 			Endpoint: o.minioEndpoint, Bucket: o.minioBucket,
 			AccessKey: o.minioAccessKey, SecretKey: o.minioSecretKey, UseTLS: o.minioTLS,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("snapshot store: %w", err)
 		}
-		store = s
+		open := func(ctx context.Context) (snapshot.Store, error) { return snapshot.NewMinIOStore(ctx, cfg) }
+		s, err := open(ctx)
+		switch {
+		case errors.Is(err, errdefs.ErrUnavailable):
+			log.Warn("snapshot store not reachable yet; workers start cold until it is", "endpoint", o.minioEndpoint, "err", err)
+			store = snapshot.NewLazyStore(open)
+		case err != nil:
+			return nil, fmt.Errorf("snapshot store: %w", err)
+		default:
+			store = s
+		}
 	default:
 		return nil, fmt.Errorf("--snapshot-store %q: want dir, minio or none", o.store)
 	}

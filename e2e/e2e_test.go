@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,7 +55,26 @@ type provider struct {
 	dataDir string
 	url     string
 	cmd     *exec.Cmd
-	logs    *bytes.Buffer
+	logs    *syncBuffer
+}
+
+// syncBuffer collects the provider's output, which os/exec copies in from
+// another goroutine while tests read it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func freePort(t testing.TB) int {
@@ -69,7 +89,7 @@ func freePort(t testing.TB) int {
 func startProvider(t testing.TB, bin, dataDir string, extra ...string) *provider {
 	t.Helper()
 	port := freePort(t)
-	p := &provider{t: t, bin: bin, dataDir: dataDir, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &bytes.Buffer{}}
+	p := &provider{t: t, bin: bin, dataDir: dataDir, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &syncBuffer{}}
 	p.cmd = exec.Command(bin, "provider", "--port", fmt.Sprint(port), "--data-dir", dataDir,
 		"--functions-dir", filepath.Join(repoRoot(t), "benchmarks", "functions"))
 	p.cmd.Args = append(p.cmd.Args, extra...)

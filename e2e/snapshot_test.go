@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -104,4 +105,26 @@ func TestSnapshotsThroughProviderWithMinIO(t *testing.T) {
 		left, err := store.List(t.Context(), "")
 		return err == nil && len(left) == 0
 	})
+}
+
+// A snapshot store that is down does not keep the provider from serving:
+// functions run cold until it answers.
+func TestProviderStartsWhileStoreIsDown(t *testing.T) {
+	requirements(t)
+	port, err := snapshottest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProvider(t, buildBinary(t), t.TempDir(), "--snapshot-store", "minio",
+		"--minio-endpoint", fmt.Sprintf("127.0.0.1:%d", port), "--minio-access-key", "a", "--minio-secret-key", "secretsecret")
+	p.must(202, "POST", "/system/functions", types.FunctionDeployment{Service: "c", Image: "counter-pypy", Annotations: &map[string]string{
+		"com.pronghorn.strategy": "fixed", "com.pronghorn.checkpoint-at": "1",
+	}})
+	var r counterReply
+	if err := json.Unmarshal([]byte(p.must(200, "GET", "/function/c", nil)), &r); err != nil || r.Count != 1 {
+		t.Fatalf("invoke with the store down: %+v %v", r, err)
+	}
+	if !strings.Contains(p.logs.String(), "snapshot store not reachable yet") {
+		t.Errorf("no warning about the store in the log:\n%s", p.logs)
+	}
 }

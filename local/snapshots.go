@@ -56,6 +56,15 @@ func (b *Backend) plan(ctx context.Context, f *function, w *worker) (key, dir st
 		return "", ""
 	}
 	dir, err = b.cachedImages(ctx, f, *p.Restore)
+	if errors.Is(err, errdefs.ErrUnavailable) {
+		// The store is down, the snapshot is not bad: keep it for later.
+		w.out.write(fmt.Sprintf("snapshot store unavailable, starting cold: %v", err))
+		b.log.Warn("snapshot store unavailable, cold start", "function", f.display, "snapshot", p.Restore.Key, "err", err)
+		w.engMu.Lock()
+		w.eng.Lineage, w.eng.Snapshot = 0, ""
+		w.engMu.Unlock()
+		return "", ""
+	}
 	if err != nil {
 		b.snapshotFailed(f, w, p.Restore.Key, err)
 		return "", ""

@@ -3,10 +3,13 @@ package local
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/pronghorn-openfaas/pronghorn/errdefs"
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 	"github.com/pronghorn-openfaas/pronghorn/snapshot"
 )
@@ -281,5 +285,57 @@ func TestEvictEveryRequestStillCheckpoints(t *testing.T) {
 	}
 	if st := e.inspect(); st.Restores < 3 || st.FailedCheckpoints != 0 {
 		t.Errorf("counters: %+v", st)
+	}
+}
+
+// flakyStore is a store that can be switched off, like a MinIO that stops
+// answering.
+type flakyStore struct {
+	snapshot.Store
+	down atomic.Bool
+}
+
+func (s *flakyStore) Get(ctx context.Context, key string) (io.ReadCloser, snapshot.Manifest, error) {
+	if s.down.Load() {
+		return nil, snapshot.Manifest{}, fmt.Errorf("store: %w", errdefs.ErrUnavailable)
+	}
+	return s.Store.Get(ctx, key)
+}
+
+// A store that does not answer makes a worker start cold, but the snapshot
+// is not bad: it stays in the pool and serves once the store is back.
+func TestUnavailableStoreKeepsThePool(t *testing.T) {
+	e, store, _ := snapshotEnv(t, "node")
+	flaky := &flakyStore{Store: store}
+	e.b.cfg.Store = flaky
+	e.deployCounter("counter-node", map[string]string{"strategy": "fixed", "checkpoint-at": "2", "evict-after": "3"})
+	for i := 1; i <= 3; i++ {
+		e.count()
+		if i == 2 {
+			eventually(t, "the checkpoint", func() bool { return e.inspect().Checkpoints == 1 })
+		}
+	}
+	key := e.inspect().Pool[0].Key
+	flaky.down.Store(true)
+	e.b.dropCached(key) // force the next restore to fetch from the store
+	// The worker replacing the evicted one may already have been planned
+	// while the store was up; serve it out, then the next one is cold.
+	cold := false
+	for i := 0; i < 4 && !cold; i++ {
+		cold = e.count() == 1
+	}
+	if !cold {
+		t.Fatal("no cold start while the store was down")
+	}
+	if st := e.inspect(); len(st.Pool) != 1 || st.FailedRestores != 0 {
+		t.Fatalf("a store outage cost the pool: %+v", st)
+	}
+	flaky.down.Store(false)
+	restores := e.inspect().Restores
+	if e.count() != 2 || e.count() != 3 { // the cold worker's last two calls; then it is evicted
+		t.Fatal("cold worker miscounted")
+	}
+	if got := e.count(); got != 3 || e.inspect().Restores != restores+1 {
+		t.Fatalf("after the store came back: count %d, restores %d→%d; want a restore at request 2", got, restores, e.inspect().Restores)
 	}
 }
