@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -271,12 +272,8 @@ func (b *Backend) prepare(req types.FunctionDeployment) (record, error) {
 // environment.
 func mergeEnv(declared, requested map[string]string) map[string]string {
 	out := make(map[string]string, len(declared)+len(requested))
-	for k, v := range declared {
-		out[k] = v
-	}
-	for k, v := range requested {
-		out[k] = v
-	}
+	maps.Copy(out, declared)
+	maps.Copy(out, requested)
 	return out
 }
 
@@ -465,17 +462,16 @@ func (b *Backend) Functions(ctx context.Context, namespace string) ([]types.Func
 
 func (b *Backend) status(f *function) types.FunctionStatus {
 	f.mu.Lock()
-	d := f.rec.Deployment
-	created := f.rec.CreatedAt
+	rec := f.rec
 	f.mu.Unlock()
-	desired, available := f.counts()
+	d := rec.Deployment
 	return types.FunctionStatus{
-		Name: d.Service, Image: d.Image, Namespace: d.Namespace, EnvProcess: f.rec.Process,
+		Name: d.Service, Image: d.Image, Namespace: d.Namespace, EnvProcess: rec.Process,
 		EnvVars: d.EnvVars, Constraints: d.Constraints, Secrets: d.Secrets,
 		Labels: d.Labels, Annotations: d.Annotations, Limits: d.Limits, Requests: d.Requests,
 		ReadOnlyRootFilesystem: d.ReadOnlyRootFilesystem,
 		InvocationCount:        float64(f.invocations.Load()),
-		Replicas:               desired, AvailableReplicas: available, CreatedAt: created,
+		Replicas:               rec.Replicas, AvailableReplicas: uint64(len(*f.ready.Load())), CreatedAt: rec.CreatedAt,
 	}
 }
 
@@ -541,7 +537,7 @@ func (b *Backend) Acquire(ctx context.Context, namespace, name string) (handlers
 	for {
 		w := f.pick()
 		if w == nil {
-			if desired, _ := f.counts(); desired == 0 {
+			if f.desiredReplicas() == 0 {
 				if err := b.scale(f, 1); err != nil {
 					return nil, err
 				}

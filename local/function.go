@@ -100,9 +100,8 @@ func (f *function) waitReady(ctx context.Context) (*worker, error) {
 	}
 }
 
-// counts returns desired and available replicas.
-func (f *function) counts() (desired, available uint64) {
+func (f *function) desiredReplicas() uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.rec.Replicas, uint64(len(*f.ready.Load()))
+	return f.rec.Replicas
 }

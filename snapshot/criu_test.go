@@ -87,13 +87,18 @@ type counterReply struct {
 	Pid   int `json:"pid"`
 }
 
-// TestNamespacedWorker is not a test: it is the body of the re-executed
-// worker process and skips in a normal run.
-func TestNamespacedWorker(t *testing.T) {
-	raw := os.Getenv(workerEnv)
-	if raw == "" {
-		t.Skip("helper process for the CRIU integration tests; runs only when re-executed")
+// TestMain runs the test binary as a namespaced worker when the CRIU
+// integration tests re-execute it (workerEnv set), and as the tests otherwise.
+func TestMain(m *testing.M) {
+	if raw := os.Getenv(workerEnv); raw != "" {
+		namespacedWorker(raw)
 	}
+	os.Exit(m.Run())
+}
+
+// namespacedWorker is the body of a re-executed worker process: PID 1 of
+// fresh namespaces, it reports its result as one JSON line and exits.
+func namespacedWorker(raw string) {
 	var cfg workerConfig
 	res := workerResult{}
 	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
@@ -491,7 +496,7 @@ func spawnWorker(t testing.TB, cfg workerConfig) (workerResult, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestNamespacedWorker$", "-test.count=1")
+	cmd := exec.CommandContext(ctx, os.Args[0])
 	cmd.Env = append(os.Environ(), workerEnv+"="+string(b))
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNET | syscall.CLONE_NEWNS,
@@ -696,9 +701,11 @@ func TestFailurePaths(t *testing.T) {
 // PRONGHORN_MEASURE_STORE=dir skips MinIO; PRONGHORN_MEASURE_WORKDIR=/dev/shm
 // puts the scratch image dirs on tmpfs.
 func TestMeasure(t *testing.T) {
+	// One run by default keeps the measuring path tested in every run;
+	// PRONGHORN_MEASURE_RUNS=10 gives medians worth reporting.
 	runs, _ := strconv.Atoi(os.Getenv("PRONGHORN_MEASURE_RUNS"))
 	if runs <= 0 {
-		t.Skip("set PRONGHORN_MEASURE_RUNS=N to measure (takes minutes)")
+		runs = 1
 	}
 	criu := criuPath(t)
 	stores := storeKinds
