@@ -2,11 +2,14 @@
 // function it decides which snapshot a new worker starts from, at which
 // request a worker is checkpointed, and when a worker is due for eviction,
 // learning from the latencies it is fed. It is pure Go: its only I/O is its
-// own buckets in a bbolt file shared with the rest of the provider, and every
-// read-modify-write is one bbolt transaction, so any number of goroutines may
-// call it concurrently.
+// own buckets in a bbolt file shared with the rest of the provider. Its
+// working state lives in memory so that learning keeps up with traffic:
+// what is learned per request is written by a background flusher, while
+// the pool, checkpoint registrations, start decisions and counters are
+// written through before the call that changes them returns. Any number of
+// goroutines may call it concurrently.
 //
-// Strategies (DESIGN.md §4):
+// Strategies (docs/architecture.md, section "The engine"):
 //
 //   - cold: never checkpoint, never restore (baseline).
 //   - fixed: checkpoint when the lineage reaches T, restore the snapshot with
@@ -56,11 +59,11 @@ const (
 )
 
 // MaxHorizon bounds M so that a typo in an annotation cannot make every
-// OnRequest rewrite megabytes of weights.
+// flush rewrite megabytes of weights.
 const MaxHorizon = 100000
 
 // MaxPoolCapacity bounds C for the same reason (the pool is rewritten on
-// every start).
+// every start and checkpoint).
 const MaxPoolCapacity = 4096
 
 // Config is one function's strategy parameters.
@@ -196,8 +199,9 @@ func ConfigFromAnnotations(defaults Config, annotations map[string]string) (Conf
 	return c, nil
 }
 
-// Binary encoding of Config. OnRequest decodes the config on every call, so
-// this is a fixed little-endian layout rather than JSON.
+// Binary encoding of Config: a fixed little-endian layout, kept because
+// existing state files hold it (it dates from when every OnRequest decoded
+// the config).
 const cfgVersion = 1
 
 var strategyCodes = [...]string{StrategyCold, StrategyFixed, StrategyRequestCentric, StrategyBandit}

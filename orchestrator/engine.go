@@ -2,13 +2,16 @@ package orchestrator
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -62,50 +65,105 @@ func WithRandSource(f func(fn string, seed int64, call uint64) *rand.Rand) Optio
 // WithClock replaces time.Now (snapshot CreatedAt, seed 0 derivation).
 func WithClock(f func() time.Time) Option { return func(e *Engine) { e.now = f } }
 
-// WithBatch makes OnRequest commit through bbolt's db.Batch, which coalesces
-// concurrent callers into one transaction and one fsync. It raises
-// throughput when many workers report at once, at the price of up to
-// db.MaxBatchDelay (10 ms by default) of latency for a lone caller; use it
-// when OnRequest runs off the request's critical path.
-func WithBatch() Option { return func(e *Engine) { e.batch = true } }
+// DefaultFlushInterval is how often learned weights are written by default.
+const DefaultFlushInterval = time.Second
 
-// Engine is the orchestration engine over one bbolt file. Its methods are
-// safe for concurrent use; it holds no state outside bbolt.
-type Engine struct {
-	db      *bbolt.DB
-	newRand func(fn string, seed int64, call uint64) *rand.Rand
-	now     func() time.Time
-	batch   bool
+// WithFlushInterval sets how often the weights learned by OnRequest are
+// written to bbolt: the most learning a crash can lose. A non-positive d
+// keeps DefaultFlushInterval.
+func WithFlushInterval(d time.Duration) Option {
+	return func(e *Engine) {
+		if d > 0 {
+			e.flushEvery = d
+		}
+	}
 }
 
-// Bucket layout: one top-level bucket, one nested bucket per function, keys
-// split by how often they are written so OnRequest rewrites only the weights.
-var (
-	rootBucket = []byte("pronghorn.orchestrator")
-	keyConfig  = []byte("config")   // binary Config
-	keyRand    = []byte("rand")     // effective seed, OnStart call counter
-	keyWeights = []byte("weights")  // kind byte + float64s (hot: every OnRequest)
-	keyPool    = []byte("pool")     // JSON []Snapshot
-	keyTrash   = []byte("trash")    // JSON []Snapshot awaiting deletion by the caller
-	keyCount   = []byte("counters") // 5 x uint64
-)
+// WithLogger sets where the engine reports what it cannot act on itself:
+// unreadable records at Open and failed background flushes. A nil l keeps
+// slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(e *Engine) {
+		if l != nil {
+			e.log = l
+		}
+	}
+}
 
-// Open creates the engine's bucket in db if needed.
+// withAfterFlush lets tests observe (and stall) the background flusher.
+func withAfterFlush(f func()) Option { return func(e *Engine) { e.afterFlush = f } }
+
+// Engine is the orchestration engine over one bbolt file. Its methods are
+// safe for concurrent use. It keeps every function's state in memory and
+// must be the only Engine writing to its bucket; call Close before closing
+// the bbolt DB.
+type Engine struct {
+	db         *bbolt.DB
+	newRand    func(fn string, seed int64, call uint64) *rand.Rand
+	now        func() time.Time
+	log        *slog.Logger
+	flushEvery time.Duration
+	afterFlush func()
+
+	mu  sync.RWMutex // guards fns; taken before any fnState.mu, never after
+	fns map[string]*fnState
+
+	closed    atomic.Bool
+	stop      chan struct{}
+	flusher   sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open creates the engine's bucket in db if needed, loads every function's
+// state and starts the background flusher. Unreadable records are logged
+// and reset (see WithLogger); only a bbolt failure fails Open.
 func Open(db *bbolt.DB, opts ...Option) (*Engine, error) {
 	if db == nil {
 		return nil, fmt.Errorf("orchestrator: nil bbolt DB: %w", errdefs.ErrInvalid)
 	}
-	e := &Engine{db: db, newRand: defaultRand, now: time.Now}
+	e := &Engine{
+		db: db, newRand: defaultRand, now: time.Now, log: slog.Default(), flushEvery: DefaultFlushInterval,
+		fns: map[string]*fnState{}, stop: make(chan struct{}),
+	}
 	for _, o := range opts {
 		o(e)
 	}
 	if err := db.Update(func(tx *bbolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(rootBucket)
-		return err
+		if _, err := tx.CreateBucketIfNotExists(rootBucket); err != nil {
+			return fmt.Errorf("create bucket: %w", err)
+		}
+		return e.load(tx)
 	}); err != nil {
-		return nil, fmt.Errorf("orchestrator: create bucket: %w", err)
+		return nil, fmt.Errorf("orchestrator: open: %w", err)
 	}
+	e.flusher.Add(1)
+	go e.runFlusher()
 	return e, nil
+}
+
+// Close stops the background flusher, waits for it and for write-throughs
+// in flight, and writes the weights learned since the last flush. Later
+// calls fail with errdefs.ErrUnavailable; a second Close returns the first
+// one's result. The bbolt DB stays open: the caller owns it. ctx does not
+// cut the final flush short: a late return is better than lost learning.
+func (e *Engine) Close(ctx context.Context) error {
+	e.closeOnce.Do(func() {
+		e.closed.Store(true)
+		close(e.stop)
+		e.flusher.Wait()
+		// Every write-through checks closed after taking wmu, so once each
+		// wmu has been free none is in flight, and the final flush (which
+		// skips functions being written through) misses nothing.
+		for _, s := range e.states() {
+			s.wmu.Lock()
+			s.wmu.Unlock()
+		}
+		if err := e.flush(); err != nil {
+			e.closeErr = fmt.Errorf("orchestrator: close: %w", err)
+		}
+	})
+	return e.closeErr
 }
 
 func defaultRand(fn string, seed int64, call uint64) *rand.Rand {
@@ -118,6 +176,10 @@ func errNotFound(fn string) error {
 	return fmt.Errorf("function %q not configured: %w", fn, errdefs.ErrNotFound)
 }
 
+func errClosed() error {
+	return fmt.Errorf("engine closed: %w", errdefs.ErrUnavailable)
+}
+
 func checkFn(fn string) error {
 	if fn == "" {
 		return fmt.Errorf("orchestrator: empty function name: %w", errdefs.ErrInvalid)
@@ -125,203 +187,80 @@ func checkFn(fn string) error {
 	return nil
 }
 
-// fnBucket returns fn's bucket or ErrNotFound.
-// inFn runs f on fn's bucket in one transaction (read-write through
-// commit, or read-only through db.View), after the checks every method
-// shares, and names the operation in the error.
-func (e *Engine) inFn(ctx context.Context, fn, op string, commit func(func(*bbolt.Tx) error) error, f func(b *bbolt.Bucket) error) error {
+func opErr(op, fn string, err error) error {
+	return fmt.Errorf("orchestrator: %s %q: %w", op, fn, err)
+}
+
+// precheck is what every call checks before looking at fn.
+func (e *Engine) precheck(ctx context.Context, fn string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if err := checkFn(fn); err != nil {
 		return err
 	}
-	err := commit(func(tx *bbolt.Tx) error {
-		b, err := fnBucket(tx, fn)
-		if err != nil {
-			return err
-		}
-		return f(b)
-	})
-	if err != nil {
-		return fmt.Errorf("orchestrator: %s %q: %w", op, fn, err)
+	if e.closed.Load() {
+		return fmt.Errorf("orchestrator: %w", errClosed())
 	}
 	return nil
 }
 
-// loadPools reads fn's pool and the snapshots waiting to be handed back.
-func loadPools(b *bbolt.Bucket) (pool, trash []Snapshot, err error) {
-	if pool, err = loadSnapshots(b, keyPool); err != nil {
-		return nil, nil, err
-	}
-	if trash, err = loadSnapshots(b, keyTrash); err != nil {
-		return nil, nil, err
-	}
-	return pool, trash, nil
+func (e *Engine) lookup(fn string) *fnState {
+	e.mu.RLock()
+	s := e.fns[fn]
+	e.mu.RUnlock()
+	return s
 }
 
-func fnBucket(tx *bbolt.Tx, fn string) (*bbolt.Bucket, error) {
-	root := tx.Bucket(rootBucket)
-	if root == nil {
-		return nil, errNotFound(fn)
+func (e *Engine) states() []*fnState {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := make([]*fnState, 0, len(e.fns))
+	for _, s := range e.fns {
+		out = append(out, s)
 	}
-	b := root.Bucket([]byte(fn))
-	if b == nil {
-		return nil, errNotFound(fn)
-	}
-	return b, nil
+	return out
 }
 
-// ---- records ----
-
-type counters struct {
-	ColdStarts, Restores, Checkpoints, FailedRestores, FailedCheckpoints uint64
-}
-
-func loadCounters(b *bbolt.Bucket) counters {
-	var c counters
-	v := b.Get(keyCount)
-	if len(v) != 40 {
-		return c
-	}
-	c.ColdStarts = binary.LittleEndian.Uint64(v[0:])
-	c.Restores = binary.LittleEndian.Uint64(v[8:])
-	c.Checkpoints = binary.LittleEndian.Uint64(v[16:])
-	c.FailedRestores = binary.LittleEndian.Uint64(v[24:])
-	c.FailedCheckpoints = binary.LittleEndian.Uint64(v[32:])
-	return c
-}
-
-func putCounters(b *bbolt.Bucket, c counters) error {
-	v := make([]byte, 0, 40)
-	for _, x := range []uint64{c.ColdStarts, c.Restores, c.Checkpoints, c.FailedRestores, c.FailedCheckpoints} {
-		v = binary.LittleEndian.AppendUint64(v, x)
-	}
-	return b.Put(keyCount, v)
-}
-
-func updateCounters(b *bbolt.Bucket, f func(*counters)) error {
-	c := loadCounters(b)
-	f(&c)
-	return putCounters(b, c)
-}
-
-func loadConfig(b *bbolt.Bucket) (Config, error) {
-	return unmarshalConfig(b.Get(keyConfig))
-}
-
-func loadSnapshots(b *bbolt.Bucket, key []byte) ([]Snapshot, error) {
-	v := b.Get(key)
-	if len(v) == 0 {
-		return nil, nil
-	}
-	var s []Snapshot
-	if err := json.Unmarshal(v, &s); err != nil {
-		return nil, fmt.Errorf("orchestrator: corrupt %s record: %w", key, err)
-	}
-	return s, nil
-}
-
-func putSnapshots(b *bbolt.Bucket, key []byte, s []Snapshot) error {
-	if len(s) == 0 {
-		return b.Delete(key)
-	}
-	v, err := json.Marshal(s)
-	if err != nil {
+// writeThrough runs one durable operation on fn, which must be configured.
+// plan gets a snapshot of the record (weights cloned, so it runs without
+// blocking OnRequest) and fills next; next is committed in one bbolt
+// transaction and only then installed, so a failed commit changes nothing.
+func (e *Engine) writeThrough(ctx context.Context, fn, op string, plan func(cur record, next *record) (writeKind, error)) error {
+	if err := e.precheck(ctx, fn); err != nil {
 		return err
 	}
-	return b.Put(key, v)
-}
-
-// weights is the learned model: for cold, fixed and request-centric the
-// artifact's M EWMA weights (tracked for all three so inspection shows the
-// warm-up curve); for bandit four arrays of M plus banditScalars.
-type weights struct {
-	kind byte
-	m    int
-	v    []float64
-}
-
-const (
-	kindEWMA   byte = 1
-	kindBandit byte = 2
-)
-
-func newWeights(cfg Config) weights {
-	if cfg.Strategy == StrategyBandit {
-		return weights{kind: kindBandit, m: cfg.Horizon, v: make([]float64, 4*cfg.Horizon+banditScalars)}
+	s := e.lookup(fn)
+	if s == nil {
+		return opErr(op, fn, errNotFound(fn))
 	}
-	return weights{kind: kindEWMA, m: cfg.Horizon, v: make([]float64, cfg.Horizon)}
-}
-
-func (w weights) bandit() banditView {
-	m := w.m
-	return banditView{m: m, warm: w.v[:m], warmN: w.v[m : 2*m], first: w.v[2*m : 3*m], firstN: w.v[3*m : 4*m], v: w.v}
-}
-
-// resized keeps what was learned for request numbers below the new horizon.
-func (w weights) resized(m int) weights {
-	if m == w.m {
-		return w
-	}
-	n := weights{kind: w.kind, m: m}
-	if w.kind == kindBandit {
-		n.v = make([]float64, 4*m+banditScalars)
-		for seg := range 4 {
-			copy(n.v[seg*m:seg*m+m], w.v[seg*w.m:seg*w.m+min(m, w.m)])
-		}
-		copy(n.v[4*m:], w.v[4*w.m:])
-		return n
-	}
-	n.v = make([]float64, m)
-	copy(n.v, w.v)
-	return n
-}
-
-func loadWeights(b *bbolt.Bucket, cfg Config) (weights, error) {
-	v := b.Get(keyWeights)
-	if len(v) < 1 || (len(v)-1)%8 != 0 {
-		return newWeights(cfg), nil
-	}
-	n := (len(v) - 1) / 8
-	w := weights{kind: v[0], v: make([]float64, n)}
-	for i := range w.v {
-		w.v[i] = math.Float64frombits(binary.LittleEndian.Uint64(v[1+8*i:]))
-	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
 	switch {
-	case w.kind == kindEWMA:
-		w.m = n
-	case w.kind == kindBandit && n >= banditScalars && (n-banditScalars)%4 == 0:
-		w.m = (n - banditScalars) / 4
-	default:
-		return weights{}, fmt.Errorf("orchestrator: corrupt weights record (kind %d, %d values)", w.kind, n)
+	case e.closed.Load():
+		s.mu.Unlock()
+		return opErr(op, fn, errClosed())
+	case !s.rec.configured || s.removed:
+		s.mu.Unlock()
+		return opErr(op, fn, errNotFound(fn))
 	}
-	if want := newWeights(cfg).kind; want != w.kind {
-		return newWeights(cfg), nil // strategy changed under a running worker
-	}
-	return w.resized(cfg.Horizon), nil
-}
+	cur := s.rec
+	cur.w = cur.w.clone()
+	s.writing = true
+	s.mu.Unlock()
 
-func putWeights(b *bbolt.Bucket, w weights) error {
-	buf := make([]byte, 1+8*len(w.v))
-	buf[0] = w.kind
-	for i, x := range w.v {
-		binary.LittleEndian.PutUint64(buf[1+8*i:], math.Float64bits(x))
+	next := cur
+	wk, err := plan(cur, &next)
+	var m uint64
+	if err == nil && wk != noChange {
+		m, err = e.persist(s, &next, wk)
 	}
-	return b.Put(keyWeights, buf)
-}
-
-func loadRand(b *bbolt.Bucket) (seed int64, calls uint64, ok bool) {
-	v := b.Get(keyRand)
-	if len(v) != 16 {
-		return 0, 0, false
+	s.install(&next, wk, m, err)
+	if err != nil {
+		return opErr(op, fn, err)
 	}
-	return int64(binary.LittleEndian.Uint64(v)), binary.LittleEndian.Uint64(v[8:]), true
-}
-
-func putRand(b *bbolt.Bucket, seed int64, calls uint64) error {
-	v := binary.LittleEndian.AppendUint64(make([]byte, 0, 16), uint64(seed))
-	return b.Put(keyRand, binary.LittleEndian.AppendUint64(v, calls))
+	return nil
 }
 
 // ---- API ----
@@ -331,68 +270,86 @@ func putRand(b *bbolt.Bucket, seed int64, calls uint64) error {
 // resizes the weights); a strategy change resets them, and the old pool is
 // handed to the caller for deletion in the next OnStart's Plan.Pruned (or by
 // Reset/Remove). A changed non-zero seed restarts the random sequence.
+// Configuring a function whose records were unreadable at Open repairs it,
+// keeping whatever was readable.
 func (e *Engine) Configure(ctx context.Context, fn string, cfg Config) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkFn(fn); err != nil {
+	if err := e.precheck(ctx, fn); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	return e.db.Update(func(tx *bbolt.Tx) error {
-		b, err := tx.Bucket(rootBucket).CreateBucketIfNotExists([]byte(fn))
+	for {
+		s, err := e.stateFor(fn)
 		if err != nil {
-			return fmt.Errorf("orchestrator: create bucket for %q: %w", fn, err)
+			return opErr("configure", fn, err)
 		}
-		old, oldErr := loadConfig(b)
-		fresh := b.Get(keyConfig) == nil
-		if !fresh && oldErr == nil && old.Strategy != cfg.Strategy {
-			if err := resetFn(b, cfg); err != nil {
-				return err
-			}
-		} else {
-			w, err := loadWeights(b, cfg)
-			if err != nil {
-				return err
-			}
-			if err := putWeights(b, w); err != nil {
-				return err
-			}
+		if retry, err := e.configure(s, cfg); !retry {
+			return err
 		}
-		if _, _, ok := loadRand(b); !ok || (cfg.Seed != 0 && (oldErr != nil || cfg.Seed != old.Seed)) {
-			seed := cfg.Seed
-			if seed == 0 {
-				h := fnv.New64a()
-				h.Write([]byte(fn))
-				seed = e.now().UnixNano() ^ int64(h.Sum64()>>1)
-			}
-			if err := putRand(b, seed, 0); err != nil {
-				return err
-			}
-		}
-		return b.Put(keyConfig, cfg.marshalBinary())
-	})
+	}
 }
 
-// resetFn wipes fn's weights and moves its pool to the trash.
-func resetFn(b *bbolt.Bucket, cfg Config) error {
-	pool, err := loadSnapshots(b, keyPool)
+// stateFor returns fn's state, creating an unconfigured one.
+func (e *Engine) stateFor(fn string) (*fnState, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed.Load() {
+		return nil, errClosed()
+	}
+	s := e.fns[fn]
+	if s == nil {
+		s = &fnState{name: fn}
+		e.fns[fn] = s
+	}
+	return s, nil
+}
+
+// configure is Configure on one state; retry means a concurrent Remove
+// detached it and Configure must start over on a fresh one.
+func (e *Engine) configure(s *fnState, cfg Config) (retry bool, err error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	if s.removed {
+		s.mu.Unlock()
+		return true, nil
+	}
+	if e.closed.Load() {
+		s.mu.Unlock()
+		return false, opErr("configure", s.name, errClosed())
+	}
+	cur := s.rec
+	s.writing = true
+	s.mu.Unlock()
+
+	next := cur
+	next.cfg, next.configured = cfg, true
+	wk := keepWeights
+	if cur.configured && cur.cfg.Strategy != cfg.Strategy {
+		next.trash = append(slices.Clip(cur.trash), cur.pool...)
+		next.pool = nil
+		next.w, wk = newWeights(cfg), replaceWeights
+	} else if !cur.configured || cur.w.kind != newWeights(cfg).kind || cur.w.m != cfg.Horizon {
+		// OnRequest writes the live weights under s.mu: copy them there.
+		s.mu.Lock()
+		live := s.rec.w.clone()
+		s.mu.Unlock()
+		next.w, _ = live.fitted(cfg)
+		wk = replaceWeights
+	}
+	if !cur.seeded || (cfg.Seed != 0 && (!cur.configured || cfg.Seed != cur.cfg.Seed)) {
+		next.seed, next.calls, next.seeded = cfg.Seed, 0, true
+		if next.seed == 0 {
+			next.seed = deriveSeed(s.name, e.now().UnixNano())
+		}
+	}
+	m, err := e.persist(s, &next, wk)
+	s.install(&next, wk, m, err)
 	if err != nil {
-		return err
+		return false, opErr("configure", s.name, err)
 	}
-	trash, err := loadSnapshots(b, keyTrash)
-	if err != nil {
-		return err
-	}
-	if err := putSnapshots(b, keyTrash, append(trash, pool...)); err != nil {
-		return err
-	}
-	if err := b.Delete(keyPool); err != nil {
-		return err
-	}
-	return putWeights(b, newWeights(cfg))
+	return false, nil
 }
 
 // OnStart plans a new worker of fn: which snapshot to restore (or a cold
@@ -400,26 +357,11 @@ func resetFn(b *bbolt.Bucket, cfg Config) error {
 // here; Plan.Pruned lists the snapshots the caller must delete.
 func (e *Engine) OnStart(ctx context.Context, fn string, workerID string) (Plan, error) {
 	var plan Plan
-	err := e.inFn(ctx, fn, "start", e.db.Update, func(b *bbolt.Bucket) error {
-		plan = Plan{Worker: Worker{ID: workerID}}
-		cfg, err := loadConfig(b)
-		if err != nil {
-			return err
-		}
-		seed, calls, _ := loadRand(b)
-		rng := e.newRand(fn, seed, calls)
-		if err := putRand(b, seed, calls+1); err != nil {
-			return err
-		}
-		pool, trash, err := loadPools(b)
-		if err != nil {
-			return err
-		}
-		plan.Pruned = trash
-		w, err := loadWeights(b, cfg)
-		if err != nil {
-			return err
-		}
+	err := e.writeThrough(ctx, fn, "start", func(cur record, next *record) (writeKind, error) {
+		plan = Plan{Worker: Worker{ID: workerID}, Pruned: cur.trash}
+		cfg, w, pool := cur.cfg, cur.w, cur.pool
+		rng := e.newRand(fn, cur.seed, cur.calls)
+		next.calls = cur.calls + 1
 
 		choice, kept, pruned := -1, pool, []Snapshot(nil)
 		switch cfg.Strategy {
@@ -452,24 +394,14 @@ func (e *Engine) OnStart(ctx context.Context, fn string, workerID string) (Plan,
 		case StrategyRequestCentric:
 			plan.Worker.CheckpointAt = rcCheckpointAt(w.v, r, cfg.window(), rng)
 		}
-		plan.Pruned = append(plan.Pruned, pruned...)
-		if len(pruned) > 0 {
-			if err := putSnapshots(b, keyPool, kept); err != nil {
-				return err
-			}
+		plan.Pruned = append(slices.Clip(plan.Pruned), pruned...)
+		next.pool, next.trash = kept, nil
+		if plan.Restore != nil {
+			next.c.Restores++
+		} else {
+			next.c.ColdStarts++
 		}
-		if len(trash) > 0 {
-			if err := b.Delete(keyTrash); err != nil {
-				return err
-			}
-		}
-		return updateCounters(b, func(c *counters) {
-			if plan.Restore != nil {
-				c.Restores++
-			} else {
-				c.ColdStarts++
-			}
-		})
+		return keepWeights, nil
 	})
 	if err != nil {
 		return Plan{}, err
@@ -479,50 +411,49 @@ func (e *Engine) OnStart(ctx context.Context, fn string, workerID string) (Plan,
 
 // OnRequest records that w served one request in latency, updates w
 // (Lineage++, Served++) and fn's weights, and says whether w must be
-// checkpointed now and whether it is due for eviction. w is only modified
-// when the update committed.
+// checkpointed now and whether it is due for eviction. It only touches
+// memory: the background flusher persists the weights. w is only modified
+// when the observation was recorded.
 func (e *Engine) OnRequest(ctx context.Context, fn string, w *Worker, latency time.Duration) (Action, error) {
 	if w == nil || latency < 0 {
 		return Action{}, fmt.Errorf("orchestrator: request on %q: nil worker or negative latency: %w", fn, errdefs.ErrInvalid)
 	}
-	us := float64(latency) / float64(time.Microsecond)
-	var act Action
-	var nw Worker
-	commit := e.db.Update
-	if e.batch {
-		commit = e.db.Batch
+	if err := e.precheck(ctx, fn); err != nil {
+		return Action{}, err
 	}
-	err := e.inFn(ctx, fn, "request on", commit, func(b *bbolt.Bucket) error {
-		// Recomputed from *w on every attempt: db.Batch may run this twice.
-		nw, act = *w, Action{}
-		cfg, err := loadConfig(b)
-		if err != nil {
-			return err
-		}
-		wt, err := loadWeights(b, cfg)
-		if err != nil {
-			return err
-		}
-		nw.Lineage++
-		nw.Served++
-		if wt.kind == kindBandit {
-			banditObserve(wt.bandit(), w.Lineage, w.Served, w.Snapshot != "", us)
-		} else {
-			rcUpdate(wt.v, nw.Lineage, us, cfg.Eps)
-		}
-		if err := putWeights(b, wt); err != nil {
-			return err
-		}
-		act.Checkpoint = nw.CheckpointAt > 0 && nw.Lineage == nw.CheckpointAt
+	s := e.lookup(fn)
+	if s == nil {
+		return Action{}, opErr("request on", fn, errNotFound(fn))
+	}
+	us := float64(latency) / float64(time.Microsecond)
+	nw := *w
+	nw.Lineage++
+	nw.Served++
+
+	s.mu.Lock()
+	switch {
+	case e.closed.Load():
+		s.mu.Unlock()
+		return Action{}, opErr("request on", fn, errClosed())
+	case !s.rec.configured || s.removed:
+		s.mu.Unlock()
+		return Action{}, opErr("request on", fn, errNotFound(fn))
+	}
+	cfg, wt := &s.rec.cfg, s.rec.w
+	if wt.kind == kindBandit {
+		banditObserve(wt.bandit(), w.Lineage, w.Served, w.Snapshot != "", us)
+	} else {
+		rcUpdate(wt.v, nw.Lineage, us, cfg.Eps)
+	}
+	s.mutations++
+	act := Action{
+		Checkpoint: nw.CheckpointAt > 0 && nw.Lineage == nw.CheckpointAt,
 		// The horizon only evicts in the evaluation mode (E > 0): with E = 0
 		// eviction is scale-down's business, and killing warm workers every M
 		// requests would defeat the purpose of the engine.
-		act.Evict = cfg.EvictAfter > 0 && (nw.Served >= cfg.EvictAfter || nw.Lineage >= cfg.Horizon)
-		return nil
-	})
-	if err != nil {
-		return Action{}, err
+		Evict: cfg.EvictAfter > 0 && (nw.Served >= cfg.EvictAfter || nw.Lineage >= cfg.Horizon),
 	}
+	s.mu.Unlock()
 	*w = nw
 	return act, nil
 }
@@ -538,62 +469,98 @@ func (e *Engine) Register(ctx context.Context, fn string, s Snapshot) error {
 	if s.CreatedAt.IsZero() {
 		s.CreatedAt = e.now()
 	}
-	return e.inFn(ctx, fn, "register on", e.db.Update, func(b *bbolt.Bucket) error {
-		cfg, err := loadConfig(b)
-		if err != nil {
-			return err
-		}
-		pool, trash, err := loadPools(b)
-		if err != nil {
-			return err
-		}
-		for _, p := range append(pool, trash...) {
-			if p.Key == s.Key {
-				return fmt.Errorf("snapshot %q: %w", s.Key, errdefs.ErrAlreadyExists)
+	// Without the monotonic reading, the snapshot in memory is the one a
+	// reopened engine decodes from the file.
+	s.CreatedAt = s.CreatedAt.Round(0)
+	return e.writeThrough(ctx, fn, "register on", func(cur record, next *record) (writeKind, error) {
+		for _, list := range [...][]Snapshot{cur.pool, cur.trash} {
+			for _, p := range list {
+				if p.Key == s.Key {
+					return noChange, fmt.Errorf("snapshot %q: %w", s.Key, errdefs.ErrAlreadyExists)
+				}
 			}
 		}
-		if cfg.Strategy == StrategyCold {
-			err = putSnapshots(b, keyTrash, append(trash, s))
+		if cur.cfg.Strategy == StrategyCold {
+			next.trash = append(slices.Clip(cur.trash), s)
 		} else {
-			err = putSnapshots(b, keyPool, append(pool, s))
+			next.pool = append(slices.Clip(cur.pool), s)
 		}
-		if err != nil {
-			return err
-		}
-		return updateCounters(b, func(c *counters) { c.Checkpoints++ })
+		next.c.Checkpoints++
+		return keepWeights, nil
 	})
 }
 
 // CheckpointFailed counts a checkpoint the caller could not take.
 func (e *Engine) CheckpointFailed(ctx context.Context, fn string) error {
-	return e.count(ctx, fn, func(c *counters) { c.FailedCheckpoints++ })
+	return e.writeThrough(ctx, fn, "count on", func(_ record, next *record) (writeKind, error) {
+		next.c.FailedCheckpoints++
+		return keepWeights, nil
+	})
 }
 
-func (e *Engine) count(ctx context.Context, fn string, f func(*counters)) error {
-	return e.inFn(ctx, fn, "count on", e.db.Update, func(b *bbolt.Bucket) error { return updateCounters(b, f) })
+// startedCold turns one counted restore into a cold start; it keeps
+// ColdStarts + Restores equal to the number of starts even if counters were
+// reset underneath.
+func (c *counters) startedCold() {
+	if c.Restores > 0 {
+		c.Restores--
+		c.ColdStarts++
+	}
 }
 
-// Forget removes a snapshot that failed to restore from fn's pool and counts
-// a failed restore. A key no longer in the pool (pruned meanwhile) is not an
-// error: the restore still failed.
+// StartedCold records that a start OnStart planned as a restore became a
+// cold start for a transient reason (the snapshot store did not answer):
+// the snapshot stays in the pool, and the start counts as cold.
+func (e *Engine) StartedCold(ctx context.Context, fn string) error {
+	return e.writeThrough(ctx, fn, "count on", func(_ record, next *record) (writeKind, error) {
+		next.c.startedCold()
+		return keepWeights, nil
+	})
+}
+
+// Forget removes a snapshot that failed to restore (it is proven bad) from
+// fn's pool, counts a failed restore, and counts the start as the cold start
+// it became. A key no longer in the pool (pruned meanwhile) is not an error:
+// the restore still failed.
 func (e *Engine) Forget(ctx context.Context, fn string, key string) error {
-	return e.inFn(ctx, fn, "forget on", e.db.Update, func(b *bbolt.Bucket) error {
-		pool, err := loadSnapshots(b, keyPool)
-		if err != nil {
-			return err
+	return e.writeThrough(ctx, fn, "forget on", func(cur record, next *record) (writeKind, error) {
+		next.pool = slices.DeleteFunc(slices.Clone(cur.pool), func(s Snapshot) bool { return s.Key == key })
+		next.c.FailedRestores++
+		next.c.startedCold()
+		return keepWeights, nil
+	})
+}
+
+// Inherit copies what function from has learned into function to, as a
+// prior: when a function is updated, its new version (a new key) starts
+// from the old version's warm-up curve instead of from nothing. It only
+// acts when to has observed nothing yet and both learn the same kind of
+// weights; pool, trash and counters are not copied. to must be configured;
+// a missing from is a no-op.
+func (e *Engine) Inherit(ctx context.Context, from, to string) error {
+	if err := checkFn(from); err != nil {
+		return err
+	}
+	return e.writeThrough(ctx, to, "inherit into", func(cur record, next *record) (writeKind, error) {
+		if from == to || !cur.w.blank() {
+			return noChange, nil
 		}
-		kept := pool[:0:0]
-		for _, s := range pool {
-			if s.Key != key {
-				kept = append(kept, s)
-			}
+		src := e.lookup(from)
+		if src == nil {
+			return noChange, nil
 		}
-		if len(kept) != len(pool) {
-			if err := putSnapshots(b, keyPool, kept); err != nil {
-				return err
-			}
+		src.mu.Lock()
+		ok := src.rec.configured && !src.removed && src.rec.w.kind == cur.w.kind
+		var prior weights
+		if ok {
+			prior = src.rec.w.clone()
 		}
-		return updateCounters(b, func(c *counters) { c.FailedRestores++ })
+		src.mu.Unlock()
+		if !ok || prior.blank() {
+			return noChange, nil
+		}
+		next.w = prior.resized(cur.cfg.Horizon)
+		return replaceWeights, nil
 	})
 }
 
@@ -602,18 +569,11 @@ func (e *Engine) Forget(ctx context.Context, fn string, key string) error {
 // monotonic metrics.
 func (e *Engine) Reset(ctx context.Context, fn string) ([]Snapshot, error) {
 	var out []Snapshot
-	err := e.inFn(ctx, fn, "reset", e.db.Update, func(b *bbolt.Bucket) error {
-		cfg, err := loadConfig(b)
-		if err != nil {
-			return err
-		}
-		if err := resetFn(b, cfg); err != nil {
-			return err
-		}
-		if out, err = loadSnapshots(b, keyTrash); err != nil {
-			return err
-		}
-		return b.Delete(keyTrash)
+	err := e.writeThrough(ctx, fn, "reset", func(cur record, next *record) (writeKind, error) {
+		out = append(slices.Clone(cur.trash), cur.pool...)
+		next.pool, next.trash = nil, nil
+		next.w = newWeights(cur.cfg)
+		return replaceWeights, nil
 	})
 	if err != nil {
 		return nil, err
@@ -622,20 +582,55 @@ func (e *Engine) Reset(ctx context.Context, fn string) ([]Snapshot, error) {
 }
 
 // Remove drops everything about fn (function deleted) and returns its
-// snapshots for the caller to delete.
+// snapshots for the caller to delete. It also removes a function whose
+// records were unreadable at Open.
 func (e *Engine) Remove(ctx context.Context, fn string) ([]Snapshot, error) {
-	var out []Snapshot
-	err := e.inFn(ctx, fn, "remove", e.db.Update, func(b *bbolt.Bucket) error {
-		pool, trash, err := loadPools(b)
-		if err != nil {
-			return err
-		}
-		out = append(pool, trash...)
-		return b.Tx().Bucket(rootBucket).DeleteBucket([]byte(fn))
-	})
-	if err != nil {
+	if err := e.precheck(ctx, fn); err != nil {
 		return nil, err
 	}
+	s := e.lookup(fn)
+	if s == nil {
+		return nil, opErr("remove", fn, errNotFound(fn))
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	switch {
+	case e.closed.Load():
+		s.mu.Unlock()
+		return nil, opErr("remove", fn, errClosed())
+	case s.removed || !s.onDisk:
+		s.mu.Unlock()
+		return nil, opErr("remove", fn, errNotFound(fn))
+	}
+	out := append(slices.Clone(s.rec.pool), s.rec.trash...)
+	s.writing = true
+	s.mu.Unlock()
+
+	err := e.db.Update(func(tx *bbolt.Tx) error {
+		root := tx.Bucket(rootBucket)
+		if root == nil {
+			return nil
+		}
+		if err := root.DeleteBucket([]byte(fn)); err != nil && !errors.Is(err, bbolt.ErrBucketNotFound) {
+			return err
+		}
+		return nil
+	})
+	s.mu.Lock()
+	s.writing = false
+	if err == nil {
+		s.removed, s.onDisk, s.rec.configured = true, false, false
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return nil, opErr("remove", fn, err)
+	}
+	e.mu.Lock()
+	if e.fns[fn] == s {
+		delete(e.fns, fn)
+	}
+	e.mu.Unlock()
 	return out, nil
 }
 
@@ -664,70 +659,81 @@ type State struct {
 
 // Inspect returns fn's state without modifying it.
 func (e *Engine) Inspect(ctx context.Context, fn string) (State, error) {
-	var st State
-	err := e.inFn(ctx, fn, "inspect", e.db.View, func(b *bbolt.Bucket) error {
-		cfg, err := loadConfig(b)
-		if err != nil {
-			return err
-		}
-		pool, err := loadSnapshots(b, keyPool)
-		if err != nil {
-			return err
-		}
-		w, err := loadWeights(b, cfg)
-		if err != nil {
-			return err
-		}
-		c := loadCounters(b)
-		st = State{Strategy: cfg.Strategy, Config: cfg, Pool: []PoolEntry{},
-			ColdStarts: c.ColdStarts, Restores: c.Restores, Checkpoints: c.Checkpoints,
-			FailedRestores: c.FailedRestores, FailedCheckpoints: c.FailedCheckpoints}
-		var mean banditCurve
-		if w.kind == kindBandit {
-			st.Weights = append([]float64(nil), w.bandit().warm...)
-			mean = banditSample(w.bandit(), nil)
-		} else {
-			st.Weights = append([]float64(nil), w.v...)
-		}
-		for _, s := range pool {
-			pe := PoolEntry{Key: s.Key, RequestNumber: s.RequestNumber, SizeBytes: s.SizeBytes}
-			if w.kind == kindBandit {
-				if c := mean.cost(cfg, s.RequestNumber, false); c > 0 && !math.IsInf(c, 0) {
-					pe.Score = 1e6 / c
-				}
-			} else {
-				pe.Score = rcScore(w.v, s.RequestNumber, cfg.window())
-			}
-			st.Pool = append(st.Pool, pe)
-		}
-		return nil
-	})
-	if err != nil {
+	if err := e.precheck(ctx, fn); err != nil {
 		return State{}, err
+	}
+	s := e.lookup(fn)
+	if s == nil {
+		return State{}, opErr("inspect", fn, errNotFound(fn))
+	}
+	s.mu.Lock()
+	if !s.rec.configured || s.removed {
+		s.mu.Unlock()
+		return State{}, opErr("inspect", fn, errNotFound(fn))
+	}
+	r := s.rec
+	w := r.w.clone()
+	s.mu.Unlock()
+
+	cfg, c := r.cfg, r.c
+	st := State{Strategy: cfg.Strategy, Config: cfg, Pool: []PoolEntry{},
+		ColdStarts: c.ColdStarts, Restores: c.Restores, Checkpoints: c.Checkpoints,
+		FailedRestores: c.FailedRestores, FailedCheckpoints: c.FailedCheckpoints}
+	var mean banditCurve
+	if w.kind == kindBandit {
+		st.Weights = append([]float64(nil), w.bandit().warm...)
+		mean = banditSample(w.bandit(), nil)
+	} else {
+		st.Weights = w.v
+	}
+	for _, s := range r.pool {
+		pe := PoolEntry{Key: s.Key, RequestNumber: s.RequestNumber, SizeBytes: s.SizeBytes}
+		if w.kind == kindBandit {
+			if c := mean.cost(cfg, s.RequestNumber, false); c > 0 && !math.IsInf(c, 0) {
+				pe.Score = 1e6 / c
+			}
+		} else {
+			pe.Score = rcScore(w.v, s.RequestNumber, cfg.window())
+		}
+		st.Pool = append(st.Pool, pe)
 	}
 	return st, nil
 }
 
-// Functions lists the configured functions in byte order.
+// Functions lists, in byte order, the configured functions and those whose
+// bucket is in the file even if unreadable, so a caller can Remove the keys
+// of versions that are gone.
 func (e *Engine) Functions(ctx context.Context) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var out []string
+	if e.closed.Load() {
+		return nil, fmt.Errorf("orchestrator: list functions: %w", errClosed())
+	}
+	seen := map[string]bool{}
+	e.mu.RLock()
+	for fn, s := range e.fns {
+		s.mu.Lock()
+		if s.rec.configured && !s.removed {
+			seen[fn] = true
+		}
+		s.mu.Unlock()
+	}
+	e.mu.RUnlock()
 	err := e.db.View(func(tx *bbolt.Tx) error {
 		root := tx.Bucket(rootBucket)
 		if root == nil {
 			return errors.New("engine bucket missing")
 		}
-		return root.ForEach(func(k, v []byte) error {
-			if v == nil { // nested bucket
-				out = append(out, string(k))
-			}
+		return root.ForEachBucket(func(k []byte) error {
+			seen[string(k)] = true
 			return nil
 		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: list functions: %w", err)
 	}
+	out := slices.Collect(maps.Keys(seen))
+	slices.Sort(out)
 	return out, nil
 }

@@ -25,16 +25,32 @@ func openDB(t testing.TB, path string, noSync bool) *bbolt.DB {
 	return db
 }
 
-func newEngine(t testing.TB) (*Engine, *bbolt.DB, string) {
+// newDB opens a NoSync bbolt file closed at cleanup.
+func newDB(t testing.TB) (*bbolt.DB, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "engine.db")
 	db := openDB(t, path, true)
 	t.Cleanup(func() { db.Close() })
+	return db, path
+}
+
+func newEngine(t testing.TB) (*Engine, *bbolt.DB, string) {
+	t.Helper()
+	db, path := newDB(t)
 	e, err := Open(db)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Cleanups run last-in first-out: the engine closes before its DB.
+	t.Cleanup(func() { closeEngine(t, e) })
 	return e, db, path
+}
+
+func closeEngine(t testing.TB, e *Engine) {
+	t.Helper()
+	if err := e.Close(context.Background()); err != nil {
+		t.Error(err)
+	}
 }
 
 func cfgOf(strategy string, e int) Config {
@@ -272,6 +288,7 @@ func TestWithRandSourceInjected(t *testing.T) {
 		calls = append(calls, call)
 		return rand.New(rand.NewPCG(uint64(seed), call))
 	}))
+	defer closeEngine(t, e)
 	mustConfigure(t, e, "f", cfgOf(StrategyBandit, 1))
 	for range 3 {
 		e.OnStart(context.Background(), "f", "w")
@@ -368,11 +385,13 @@ func TestPersistenceAcrossReopen(t *testing.T) {
 	before, _ := e.Inspect(ctx, "ns/f")
 	// Other users of the file keep their buckets.
 	db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucketIfNotExists([]byte("other")); return err })
+	closeEngine(t, e)
 	db.Close()
 
 	db = openDB(t, path, false)
 	defer db.Close()
 	e, _ = Open(db)
+	defer closeEngine(t, e)
 	after, err := e.Inspect(ctx, "ns/f")
 	if err != nil {
 		t.Fatal(err)

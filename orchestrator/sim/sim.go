@@ -168,6 +168,9 @@ func Run(ctx context.Context, opts Options) (Results, error) {
 	if err != nil {
 		return Results{}, err
 	}
+	// Deferred after db.Close, so it runs first: the engine's final flush
+	// needs the file open.
+	defer eng.Close(ctx)
 	var res Results
 	for _, e := range opts.Rates {
 		for _, s := range opts.Strategies {
