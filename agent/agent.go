@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pronghorn-openfaas/pronghorn/snapshot"
 )
 
 // stopGrace is how long the function gets to exit after SIGTERM.
@@ -32,17 +34,18 @@ type Agent struct {
 
 	upstreamPort int
 	transport    *http.Transport // to the function; its idle connections close before a dump
-	// gate holds calls back while a checkpoint runs: calls take it shared,
-	// a checkpoint exclusively.
-	gate sync.RWMutex
+	// gate holds calls back while a checkpoint runs.
+	gate    gate
+	secrets *secretFiles
 
 	proc  atomic.Pointer[process]
 	ready atomic.Bool
 	// restoreErr says why a requested restore fell back to a cold start.
-	restoreErr    atomic.Pointer[string]
-	restored      atomic.Bool
-	restoreDur    atomic.Int64
-	checkpointing sync.Mutex
+	restoreErr     atomic.Pointer[string]
+	restoreCorrupt atomic.Bool
+	restored       atomic.Bool
+	restoreDur     atomic.Int64
+	checkpointing  sync.Mutex
 }
 
 // Status is the control API's view of the worker.
@@ -54,6 +57,10 @@ type Status struct {
 	// RestoreError is why a requested restore failed (the function then
 	// started cold).
 	RestoreError string `json:"restoreError,omitempty"`
+	// RestoreCorrupt is true when that failure proves the snapshot bad
+	// (snapshot.ProvenBad): its images are damaged. Any other failure says
+	// nothing about the snapshot, which should be kept.
+	RestoreCorrupt bool `json:"restoreCorrupt,omitempty"`
 	// RestoreTime is how long CRIU took to restore the function.
 	RestoreTime time.Duration `json:"restoreTime,omitempty"`
 }
@@ -71,7 +78,8 @@ func New(cfg Config, log *slog.Logger, funcLog io.Writer) (*Agent, error) {
 	if err != nil {
 		port = 80
 	}
-	return &Agent{cfg: cfg, log: log, funcLog: funcLog, upstream: u.Host, upstreamPort: port}, nil
+	return &Agent{cfg: cfg, log: log, funcLog: funcLog, upstream: u.Host, upstreamPort: port,
+		secrets: newSecretFiles(cfg.SecretsDir)}, nil
 }
 
 // Run sets up the worker, starts the function and serves until ctx ends or
@@ -87,7 +95,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.reaper.Close()
 
 	if a.cfg.Isolated {
-		if err := setupNamespaces(a.cfg.SecretsDir, a.cfg.Secrets); err != nil {
+		if err := setupNamespaces(a.secrets, a.cfg.Secrets); err != nil {
 			return fmt.Errorf("worker namespaces: %w", err)
 		}
 	}
@@ -105,8 +113,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	proxy, transport := newInvokeHandler(upstreamURL)
 	a.transport = transport
 	gated := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.gate.RLock()
-		defer a.gate.RUnlock()
+		if err := a.gate.enter(r.Context()); err != nil {
+			http.Error(w, "call given up while a checkpoint held it back: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		defer a.gate.leave()
 		proxy.ServeHTTP(w, r)
 	})
 	invokeSrv := &http.Server{Handler: gated, ReadHeaderTimeout: 10 * time.Second}
@@ -128,7 +139,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		if p, err = a.restore(ctx, a.cfg.RestoreDir); err != nil {
 			msg := err.Error()
 			a.restoreErr.Store(&msg)
-			a.log.Warn("restore failed, starting cold", "function", a.cfg.Function, "err", err)
+			a.restoreCorrupt.Store(snapshot.ProvenBad(err))
+			a.log.Warn("restore failed, starting cold", "function", a.cfg.Function, "err", err,
+				"snapshotBad", snapshot.ProvenBad(err))
 		} else {
 			a.restored.Store(true)
 			a.restoreDur.Store(int64(time.Since(restoreStart)))
@@ -185,6 +198,7 @@ func (a *Agent) controlHandler() http.Handler {
 		}
 		if msg := a.restoreErr.Load(); msg != nil {
 			st.RestoreError = *msg
+			st.RestoreCorrupt = a.restoreCorrupt.Load()
 		}
 		w.Header().Set("Content-Type", "application/json")
 		if !st.Ready {
@@ -206,12 +220,48 @@ func (a *Agent) controlHandler() http.Handler {
 		res, err := a.checkpoint(r.Context(), req)
 		if err != nil {
 			a.log.Warn("checkpoint failed", "function", a.cfg.Function, "err", err)
-			http.Error(w, "checkpoint failed: "+strings.ReplaceAll(err.Error(), "\n", " | "), http.StatusInternalServerError)
+			status := http.StatusInternalServerError
+			if errors.As(err, new(*inFlightError)) {
+				status = http.StatusServiceUnavailable // busy now, may work later
+			}
+			http.Error(w, "checkpoint failed: "+strings.ReplaceAll(err.Error(), "\n", " | "), status)
 			return
 		}
 		a.log.Info("checkpoint", "function", a.cfg.Function, "dump", res.DumpTime, "frozen", res.FrozenTime, "bytes", res.ImageBytes)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(res)
+	})
+	mux.HandleFunc("PUT /secrets", func(w http.ResponseWriter, r *http.Request) {
+		var req SecretsUpdate
+		// Values are base64 in JSON: 4/3 of MaxSecretsBytes, plus names.
+		body := http.MaxBytesReader(w, r.Body, 2*MaxSecretsBytes)
+		if err := json.NewDecoder(body).Decode(&req); err != nil {
+			status := http.StatusBadRequest
+			if errors.As(err, new(*http.MaxBytesError)) {
+				status = http.StatusRequestEntityTooLarge
+			}
+			http.Error(w, "body must be {\"secrets\": {\"<name>\": \"<base64>\"}}: "+err.Error(), status)
+			return
+		}
+		if req.Secrets == nil {
+			// Not an empty set: that would remove every secret.
+			http.Error(w, "body must be {\"secrets\": {\"<name>\": \"<base64>\"}}: no secrets field", http.StatusBadRequest)
+			return
+		}
+		if err := a.secrets.replace(req.Secrets); err != nil {
+			status := http.StatusInternalServerError
+			switch {
+			case errors.Is(err, errSecretInvalid):
+				status = http.StatusBadRequest
+			case errors.Is(err, errSecretsTooLarge):
+				status = http.StatusRequestEntityTooLarge
+			}
+			a.log.Warn("update secrets", "function", a.cfg.Function, "err", err)
+			http.Error(w, "update secrets: "+err.Error(), status)
+			return
+		}
+		a.log.Info("secrets updated", "function", a.cfg.Function, "count", len(req.Secrets))
+		w.WriteHeader(http.StatusNoContent)
 	})
 	return mux
 }

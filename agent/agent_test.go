@@ -29,6 +29,15 @@ func TestMain(m *testing.M) {
 		var n atomic.Int64
 		addr := strings.TrimPrefix(os.Getenv("upstream_url"), "http://")
 		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			// ?stream=3s answers slowly, a chunk at a time, like a
+			// long-running streaming call.
+			if d, err := time.ParseDuration(r.URL.Query().Get("stream")); err == nil {
+				for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+					w.Write([]byte("."))
+					w.(http.Flusher).Flush()
+				}
+				return
+			}
 			body, _ := io.ReadAll(r.Body)
 			w.Header().Set("X-Echo-Method", r.Method)
 			fmt.Fprintf(w, "%d %s %s", n.Add(1), r.URL.RequestURI(), body)
@@ -53,6 +62,12 @@ func freeAddr(t *testing.T) string {
 // test binary as its function, and returns clients for its two sockets.
 func startAgent(t *testing.T, env map[string]string) (invoke, control *http.Client, logs *syncBuffer, done <-chan error) {
 	t.Helper()
+	return startAgentWith(t, env, nil)
+}
+
+// startAgentWith is startAgent with a chance to change the config first.
+func startAgentWith(t *testing.T, env map[string]string, configure func(*Config)) (invoke, control *http.Client, logs *syncBuffer, done <-chan error) {
+	t.Helper()
 	dir := t.TempDir()
 	vars := map[string]string{"PRONGHORN_TEST_FUNCTION": "1", "upstream_url": "http://" + freeAddr(t)}
 	for k, v := range env {
@@ -62,6 +77,9 @@ func startAgent(t *testing.T, env map[string]string) (invoke, control *http.Clie
 		Function: "test.openfaas-fn", Process: os.Args[0], Env: vars,
 		InvokeSocket: filepath.Join(dir, "i"), ControlSocket: filepath.Join(dir, "c"),
 		ReadyTimeout: Duration(5 * time.Second),
+	}
+	if configure != nil {
+		configure(&cfg)
 	}
 	logs = &syncBuffer{}
 	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), logs)

@@ -52,6 +52,10 @@ type Config struct {
 	// the function from instead of cold. If the restore fails the agent
 	// starts the function cold and reports why in its status.
 	RestoreDir string `json:"restoreDir,omitempty"`
+	// CheckpointDrain bounds how long a checkpoint waits for the calls in
+	// flight to finish (new calls wait meanwhile) before it gives up and
+	// lets calls through again; default 2s.
+	CheckpointDrain Duration `json:"checkpointDrain,omitempty"`
 }
 
 // Duration marshals as a Go duration string so configs stay readable.
@@ -76,6 +80,9 @@ const (
 	defaultUpstreamURL  = "http://127.0.0.1:5000"
 	defaultSecretsDir   = "/var/openfaas/secrets"
 	defaultReadyTimeout = 30 * time.Second
+	// defaultCheckpointDrain is long enough for ordinary calls to finish and
+	// short enough that calls arriving meanwhile barely notice.
+	defaultCheckpointDrain = 2 * time.Second
 )
 
 // ReadConfig decodes and validates a Config.
@@ -102,6 +109,9 @@ func (c *Config) validate() error {
 	}
 	if c.ReadyTimeout <= 0 {
 		c.ReadyTimeout = Duration(defaultReadyTimeout)
+	}
+	if c.CheckpointDrain <= 0 {
+		c.CheckpointDrain = Duration(defaultCheckpointDrain)
 	}
 	if _, err := c.upstream(); err != nil {
 		return err

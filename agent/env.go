@@ -19,6 +19,7 @@ const (
 	envControlAddr  = "PRONGHORN_CONTROL_ADDR"
 	envSecretsDir   = "PRONGHORN_SECRETS_DIR"
 	envReadyTimeout = "PRONGHORN_READY_TIMEOUT"
+	envDrain        = "PRONGHORN_CHECKPOINT_DRAIN"
 
 	defaultInvokeAddr  = ":8080"
 	defaultControlAddr = ":8081"
@@ -72,6 +73,13 @@ func ConfigFromEnv(environ []string) (Config, error) {
 			return c, fmt.Errorf("agent config from env: %s=%q: %w", envReadyTimeout, v, err)
 		}
 		c.ReadyTimeout = Duration(d)
+	}
+	if v := own[envDrain]; v != "" {
+		d, err := parseEnvDuration(v)
+		if err != nil {
+			return c, fmt.Errorf("agent config from env: %s=%q: %w", envDrain, v, err)
+		}
+		c.CheckpointDrain = Duration(d)
 	}
 	if err := c.validate(); err != nil {
 		return c, err

@@ -31,7 +31,7 @@ func TestConfigFromEnv(t *testing.T) {
 				got.Env = nil
 				if got.Function != want.Function || got.Process != want.Process || got.InvokeAddr != want.InvokeAddr ||
 					got.ControlAddr != want.ControlAddr || got.SecretsDir != want.SecretsDir ||
-					got.ReadyTimeout != want.ReadyTimeout || got.Dir != "" || got.Isolated || got.InvokeSocket != "" || got.ControlSocket != "" {
+					got.ReadyTimeout != want.ReadyTimeout || got.CheckpointDrain != Duration(defaultCheckpointDrain) || got.Dir != "" || got.Isolated || got.InvokeSocket != "" || got.ControlSocket != "" {
 					t.Errorf("config = %+v, want %+v", got, want)
 				}
 				wantEnv := map[string]string{
@@ -48,10 +48,12 @@ func TestConfigFromEnv(t *testing.T) {
 			environ: []string{
 				"fprocess=  node index.js ", "PRONGHORN_FUNCTION_DIR=/home/app", "PRONGHORN_INVOKE_ADDR=127.0.0.1:9000",
 				"PRONGHORN_CONTROL_ADDR=:9001", "PRONGHORN_SECRETS_DIR=/run/secrets", "PRONGHORN_READY_TIMEOUT=45",
+				"PRONGHORN_CHECKPOINT_DRAIN=500ms",
 			},
 			check: func(t *testing.T, c Config) {
 				if c.Process != "node index.js" || c.Dir != "/home/app" || c.InvokeAddr != "127.0.0.1:9000" ||
-					c.ControlAddr != ":9001" || c.SecretsDir != "/run/secrets" || time.Duration(c.ReadyTimeout) != 45*time.Second {
+					c.ControlAddr != ":9001" || c.SecretsDir != "/run/secrets" || time.Duration(c.ReadyTimeout) != 45*time.Second ||
+					time.Duration(c.CheckpointDrain) != 500*time.Millisecond {
 					t.Errorf("config = %+v", c)
 				}
 			},
@@ -75,6 +77,7 @@ func TestConfigFromEnv(t *testing.T) {
 		{name: "blank fprocess", environ: []string{"fprocess=   "}, wantErr: "fprocess is not set"},
 		{name: "bad ready timeout", environ: []string{"fprocess=x", "PRONGHORN_READY_TIMEOUT=soon"}, wantErr: "PRONGHORN_READY_TIMEOUT"},
 		{name: "negative ready timeout", environ: []string{"fprocess=x", "PRONGHORN_READY_TIMEOUT=-5"}, wantErr: "must be positive"},
+		{name: "bad checkpoint drain", environ: []string{"fprocess=x", "PRONGHORN_CHECKPOINT_DRAIN=never"}, wantErr: "PRONGHORN_CHECKPOINT_DRAIN"},
 		{name: "bad upstream_url", environ: []string{"fprocess=x", "upstream_url=::nope"}, wantErr: "upstream_url"},
 	}
 	for _, tt := range tests {

@@ -159,7 +159,9 @@ func describeExit(ws unix.WaitStatus) string {
 	case ws.Exited():
 		return fmt.Sprintf("exit status %d", ws.ExitStatus())
 	case ws.Signaled():
-		return fmt.Sprintf("killed by %s", ws.Signal())
+		// Signal's String is the bare description ("killed"); the name
+		// reads unambiguously in a log line.
+		return fmt.Sprintf("killed by %s", unix.SignalName(ws.Signal()))
 	default:
 		return fmt.Sprintf("wait status %#x", uint32(ws))
 	}

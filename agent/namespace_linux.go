@@ -3,7 +3,6 @@ package agent
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -11,7 +10,7 @@ import (
 // setupNamespaces prepares the fresh mount, pid and net namespaces the
 // provider cloned for this agent. Mounts are made private first so nothing
 // mounted here (proc, the secrets tmpfs) leaks back to the host.
-func setupNamespaces(secretsDir string, secrets map[string][]byte) error {
+func setupNamespaces(secrets *secretFiles, values map[string][]byte) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
@@ -22,7 +21,7 @@ func setupNamespaces(secretsDir string, secrets map[string][]byte) error {
 	if err := loopbackUp(); err != nil {
 		return err
 	}
-	return mountSecrets(secretsDir, secrets)
+	return mountSecrets(secrets, values)
 }
 
 func loopbackUp() error {
@@ -45,22 +44,20 @@ func loopbackUp() error {
 	return nil
 }
 
-func mountSecrets(dir string, secrets map[string][]byte) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// mountSecrets puts the secrets on a tmpfs of the worker's own, so they
+// never touch the host's disk and vanish with the worker.
+func mountSecrets(secrets *secretFiles, values map[string][]byte) error {
+	if err := validateSecrets(values); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(secrets.dir, 0o755); err != nil {
 		return fmt.Errorf("secrets dir: %w", err)
 	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=1m"); err != nil {
+	opts := fmt.Sprintf("mode=0755,size=%d", secretsTmpfsBytes)
+	if err := unix.Mount("tmpfs", secrets.dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
 		return fmt.Errorf("mount secrets tmpfs: %w", err)
 	}
-	for name, value := range secrets {
-		if name != filepath.Base(name) || name == "." || name == ".." {
-			return fmt.Errorf("secret name %q is not a plain file name", name)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), value, 0o444); err != nil {
-			return fmt.Errorf("write secret %s: %w", name, err)
-		}
-	}
-	return nil
+	return secrets.replace(values)
 }
 
 // pinNextPID makes the next process in this pid namespace get PID last+1.

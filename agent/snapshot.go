@@ -60,17 +60,22 @@ func (a *Agent) restore(ctx context.Context, dir string) (*process, error) {
 }
 
 // checkpoint dumps the function with CRIU, leaving it running. Calls are
-// held back meanwhile, and the agent's idle connections to the function are
-// closed first: a single-threaded server dumped while blocked reading a
-// keep-alive connection would, once restored where that peer does not
-// exist, wait on it forever instead of accepting new calls.
+// held back meanwhile; if those in flight do not finish within
+// CheckpointDrain, the checkpoint is given up instead. The agent's idle
+// connections to the function are closed first: a single-threaded server
+// dumped while blocked reading a keep-alive connection would, once restored
+// where that peer does not exist, wait on it forever instead of accepting
+// new calls.
 func (a *Agent) checkpoint(ctx context.Context, req CheckpointRequest) (CheckpointResult, error) {
 	p := a.proc.Load()
 	if p == nil || !a.ready.Load() {
 		return CheckpointResult{}, fmt.Errorf("function not running")
 	}
-	a.gate.Lock()
-	defer a.gate.Unlock()
+	open, err := a.gate.close(ctx, time.Duration(a.cfg.CheckpointDrain))
+	if err != nil {
+		return CheckpointResult{}, err
+	}
+	defer open()
 	a.transport.CloseIdleConnections()
 	if err := waitNoConnections(ctx, a.upstreamPort, connectionDrainTimeout); err != nil {
 		return CheckpointResult{}, err

@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -144,7 +143,8 @@ func runCtx[T any](ctx context.Context, f func() (T, error)) (T, error) {
 
 // Dump checkpoints the process tree rooted at pid into imagesDir (which must
 // exist and be empty). By default the process keeps running. On failure the
-// criu log stays in imagesDir and its tail is part of the error.
+// criu log stays in imagesDir and the line of it that names the cause is
+// the error's message; the error wraps criu's errno when it reported one.
 func (c *CRIU) Dump(ctx context.Context, pid int, imagesDir string, opts DumpOptions) (DumpStats, error) {
 	if err := c.available(); err != nil {
 		return DumpStats{}, err
@@ -179,8 +179,7 @@ func (c *CRIU) Dump(ctx context.Context, pid int, imagesDir string, opts DumpOpt
 	_, err = runCtx(ctx, func() (struct{}, error) { return struct{}{}, cr.Dump(ro, nil) })
 	st := DumpStats{Duration: time.Since(start)}
 	if err != nil {
-		return st, fmt.Errorf("criu dump of pid %d: %w; log %s: %s", pid, err,
-			filepath.Join(imagesDir, dumpLog), logTail(filepath.Join(imagesDir, dumpLog)))
+		return st, criuFailure(fmt.Sprintf("criu dump of pid %d", pid), err, filepath.Join(imagesDir, dumpLog))
 	}
 	if ds, err := stats.CriuGetDumpStats(dir); err == nil {
 		st.FrozenTime = time.Duration(ds.GetFrozenTime()) * time.Microsecond
@@ -207,6 +206,11 @@ func (n *restoreNotify) PostRestore(pid int32) error {
 // Restore restores the images in imagesDir as a child of the calling
 // process (rst_sibling, detached), in the caller's namespaces, and returns
 // its pid. The caller must wait for it, as for any child.
+//
+// The error wraps ErrCorrupt when the images themselves are bad: a required
+// image is missing, or criu's log shows a bad magic, a short or truncated
+// image, or a record that does not unpack. Other failures (the PID is taken,
+// permissions, criu itself) are not the snapshot's fault and do not.
 func (c *CRIU) Restore(ctx context.Context, imagesDir string, opts RestoreOptions) (int, error) {
 	if err := c.available(); err != nil {
 		return 0, err
@@ -216,6 +220,13 @@ func (c *CRIU) Restore(ctx context.Context, imagesDir string, opts RestoreOption
 		return 0, fmt.Errorf("criu restore: %w", err)
 	}
 	defer dir.Close()
+	// Every dump writes these; without pstree.img criu crashes instead of
+	// saying what is wrong.
+	for _, name := range [...]string{"inventory.img", "pstree.img"} {
+		if _, err := os.Stat(filepath.Join(imagesDir, name)); errors.Is(err, fs.ErrNotExist) {
+			return 0, fmt.Errorf("criu restore from %s: %w: %s is missing", imagesDir, ErrCorrupt, name)
+		}
+	}
 	inherit, err := inheritMap(imagesDir, opts)
 	if err != nil {
 		return 0, err
@@ -259,8 +270,7 @@ func (c *CRIU) Restore(ctx context.Context, imagesDir string, opts RestoreOption
 	nfy := &restoreNotify{}
 	_, err = runCtx(ctx, func() (struct{}, error) { return struct{}{}, cr.Restore(ro, nfy) })
 	if err != nil {
-		return 0, fmt.Errorf("criu restore from %s: %w; log %s: %s", imagesDir, err,
-			filepath.Join(logDir, restoreLog), logTail(filepath.Join(logDir, restoreLog)))
+		return 0, criuFailure("criu restore from "+imagesDir, err, filepath.Join(logDir, restoreLog))
 	}
 	if nfy.pid <= 0 {
 		return 0, fmt.Errorf("criu restore from %s: criu reported no pid", imagesDir)
@@ -323,34 +333,6 @@ func readStdio(imagesDir string) (map[int]string, error) {
 		return nil, fmt.Errorf("criu restore: %s: %w: %w", stdioFile, ErrCorrupt, err)
 	}
 	return stdio, nil
-}
-
-// logTail returns the last lines of a criu log, preferring error lines.
-func logTail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	var errs []string
-	for _, l := range lines {
-		if strings.Contains(l, "Error") {
-			errs = append(errs, l)
-		}
-	}
-	if len(errs) > 8 {
-		errs = errs[len(errs)-8:]
-	}
-	if len(lines) > 6 {
-		lines = lines[len(lines)-6:]
-	}
-	var buf bytes.Buffer
-	for _, l := range errs {
-		buf.WriteString(l + " | ")
-	}
-	buf.WriteString("tail: ")
-	buf.WriteString(strings.Join(lines, " | "))
-	return buf.String()
 }
 
 func dirSize(dir string) (int64, error) {

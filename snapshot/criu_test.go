@@ -45,6 +45,8 @@ const (
 	modeCheckpointFail workerMode = "checkpoint-fail" // as above, but the checkpoint must fail
 	modeRestore        workerMode = "restore"         // restore, requests must continue the counter
 	modeRestoreFail    workerMode = "restore-fail"    // restore must fail and nothing may serve
+	modeDumpSleep      workerMode = "dump-sleep"      // dump a sleep(1) into ImagesDir
+	modeRestoreImages  workerMode = "restore-images"  // restore ImagesDir with CRIU alone; report the error
 )
 
 type workerStore struct {
@@ -65,6 +67,8 @@ type workerConfig struct {
 	Requests int
 	WorkDir  string
 	TakePid  int // restore-fail: occupy this pid before restoring
+	// ImagesDir is where dump-sleep dumps and restore-images restores from.
+	ImagesDir string
 }
 
 type workerResult struct {
@@ -92,6 +96,9 @@ type counterReply struct {
 func TestMain(m *testing.M) {
 	if raw := os.Getenv(workerEnv); raw != "" {
 		namespacedWorker(raw)
+	}
+	if raw := os.Getenv(putHelperEnv); raw != "" {
+		stalledPut(raw)
 	}
 	os.Exit(m.Run())
 }
@@ -295,7 +302,7 @@ func runWorker(cfg *workerConfig, res *workerResult) error {
 			}
 			res.record(r, time.Since(t0))
 		}
-		m, cpErr := snapshot.Checkpoint(ctx, c, store, cmd.Process.Pid, cfg.Key,
+		m, cpErr := checkpoint(ctx, c, store, cmd.Process.Pid, cfg.Key,
 			snapshot.Manifest{Function: "counter-" + cfg.Runtime, Runtime: cfg.Runtime, RequestNumber: cfg.Requests}, cfg.WorkDir)
 		res.Manifest = m
 		// Whatever happened, the function must still serve (leave-running,
@@ -321,24 +328,12 @@ func runWorker(cfg *workerConfig, res *workerResult) error {
 
 	case modeRestore, modeRestoreFail:
 		if cfg.TakePid > 0 {
-			// Occupy the pid the snapshot needs, as a stray process would.
-			// The first exec of a Go process may use up a pid of its own, and
-			// a runtime thread may win the pid instead of the squatter; either
-			// way it is taken, which is all this case needs. So retry.
-			for try := 0; !pidTaken(cfg.TakePid); try++ {
-				if try == 5 {
-					return fmt.Errorf("could not occupy pid %d", cfg.TakePid)
-				}
-				if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(cfg.TakePid-1)), 0); err != nil {
-					return fmt.Errorf("ns_last_pid: %w", err)
-				}
-				if err := exec.Command("sleep", "600").Start(); err != nil {
-					return err
-				}
+			if err := occupyPid(cfg.TakePid); err != nil {
+				return err
 			}
 		}
 		start := time.Now()
-		pid, m, rerr := snapshot.Restore(ctx, c, store, cfg.Key, cfg.WorkDir,
+		pid, m, rerr := restore(ctx, c, store, cfg.Key, cfg.WorkDir,
 			snapshot.RestoreOptions{Stdout: stdoutW, Stderr: stderrW})
 		stdoutW.Close()
 		stderrW.Close()
@@ -373,8 +368,80 @@ func runWorker(cfg *workerConfig, res *workerResult) error {
 			res.record(r, time.Since(t0))
 		}
 		return nil
+
+	case modeDumpSleep:
+		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte("999"), 0); err != nil {
+			return fmt.Errorf("ns_last_pid: %w", err)
+		}
+		cmd := exec.Command("sleep", "600")
+		cmd.Stdout, cmd.Stderr = stdoutW, stderrW
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		res.Pids = []int{cmd.Process.Pid}
+		_, err := c.Dump(ctx, cmd.Process.Pid, cfg.ImagesDir, snapshot.DumpOptions{})
+		return err
+
+	case modeRestoreImages:
+		if cfg.TakePid > 0 {
+			if err := occupyPid(cfg.TakePid); err != nil {
+				return err
+			}
+		}
+		work, err := os.MkdirTemp(cfg.WorkDir, "restore-log-*")
+		if err != nil {
+			return err
+		}
+		pid, err := c.Restore(ctx, cfg.ImagesDir, snapshot.RestoreOptions{Stdout: stdoutW, Stderr: stderrW, WorkDir: work})
+		if err == nil {
+			res.Pids = []int{pid}
+		}
+		return err
 	}
 	return fmt.Errorf("unknown mode %q", cfg.Mode)
+}
+
+// checkpoint is what the local provider does in two processes: the agent
+// dumps into a scratch dir, the provider uploads it.
+func checkpoint(ctx context.Context, c *snapshot.CRIU, store snapshot.Store, pid int, key string, m snapshot.Manifest, workDir string) (snapshot.Manifest, error) {
+	imgDir, err := os.MkdirTemp(workDir, "dump-*")
+	if err != nil {
+		return snapshot.Manifest{}, err
+	}
+	defer os.RemoveAll(imgDir)
+	st, err := c.Dump(ctx, pid, imgDir, snapshot.DumpOptions{})
+	if err != nil {
+		return snapshot.Manifest{}, fmt.Errorf("checkpoint %s: %w", key, err)
+	}
+	m.DumpTime = st.Duration
+	m.RawBytes = st.ImageBytes
+	out, err := snapshot.Upload(ctx, store, key, imgDir, m)
+	if err != nil {
+		return snapshot.Manifest{}, fmt.Errorf("checkpoint %s: %w", key, err)
+	}
+	return out, nil
+}
+
+// restore downloads key into a scratch dir and restores it as our child;
+// the manifest's RestoreTime covers both.
+func restore(ctx context.Context, c *snapshot.CRIU, store snapshot.Store, key, workDir string, opts snapshot.RestoreOptions) (int, snapshot.Manifest, error) {
+	start := time.Now()
+	imgDir, err := os.MkdirTemp(workDir, "restore-*")
+	if err != nil {
+		return 0, snapshot.Manifest{}, err
+	}
+	defer os.RemoveAll(imgDir)
+	m, err := snapshot.Download(ctx, store, key, imgDir)
+	if err != nil {
+		return 0, m, fmt.Errorf("restore: %w", err)
+	}
+	pid, err := c.Restore(ctx, imgDir, opts)
+	if err != nil {
+		return 0, m, fmt.Errorf("restore %s: %w", key, err)
+	}
+	m.RestoreTime = time.Since(start)
+	return pid, m, nil
 }
 
 // expectedFailure carries the error a *-fail mode expected, so the parent
@@ -383,6 +450,25 @@ type expectedFailure struct{ err error }
 
 func (e expectedFailure) Error() string { return "EXPECTED: " + e.err.Error() }
 func (e expectedFailure) Unwrap() error { return e.err }
+
+// occupyPid takes pid as a stray process would. The first exec of a Go
+// process may use up a pid of its own, and a runtime thread may win the pid
+// instead of the squatter; either way it is taken, which is all a test
+// needs. So retry.
+func occupyPid(pid int) error {
+	for try := 0; !pidTaken(pid); try++ {
+		if try == 5 {
+			return fmt.Errorf("could not occupy pid %d", pid)
+		}
+		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(pid-1)), 0); err != nil {
+			return fmt.Errorf("ns_last_pid: %w", err)
+		}
+		if err := exec.Command("sleep", "600").Start(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func pidTaken(pid int) bool {
 	for _, p := range []string{fmt.Sprintf("/proc/%d", pid), fmt.Sprintf("/proc/1/task/%d", pid)} {

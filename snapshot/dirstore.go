@@ -22,7 +22,10 @@ type DirStore struct {
 	dir string
 }
 
-var _ Store = (*DirStore)(nil)
+var (
+	_ Store             = (*DirStore)(nil)
+	_ IncompleteCleaner = (*DirStore)(nil)
+)
 
 // NewDirStore creates dir (and its subdirectories) if needed.
 func NewDirStore(dir string) (*DirStore, error) {
@@ -136,7 +139,21 @@ func (s *DirStore) Get(ctx context.Context, key string) (io.ReadCloser, Manifest
 	if err != nil {
 		return nil, Manifest{}, fmt.Errorf("dir store get %s: %w", key, err)
 	}
-	return newVerifyingReader(f, m), m, nil
+	recheck := func() (Manifest, int64, error) {
+		cur, err := s.Stat(ctx, key)
+		if err != nil {
+			return Manifest{}, 0, err
+		}
+		fi, err := os.Stat(s.objectPath(key))
+		if errors.Is(err, fs.ErrNotExist) {
+			return Manifest{}, 0, fmt.Errorf("dir store: snapshot %s: object missing: %w", key, errdefs.ErrNotFound)
+		}
+		if err != nil {
+			return Manifest{}, 0, fmt.Errorf("dir store: snapshot %s: %w", key, err)
+		}
+		return cur, fi.Size(), nil
+	}
+	return newVerifyingReader(f, m, recheck), m, nil
 }
 
 // Stat implements Store.
@@ -215,4 +232,51 @@ func (s *DirStore) List(ctx context.Context, prefix string) ([]Manifest, error) 
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
+}
+
+// CleanIncomplete implements IncompleteCleaner: it removes the temporary
+// files of interrupted Puts and objects without a manifest (a Put killed
+// between its two renames, or a Delete killed between its two removes).
+func (s *DirStore) CleanIncomplete(ctx context.Context) (int, error) {
+	n := 0
+	tmp := filepath.Join(s.dir, "tmp")
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return n, fmt.Errorf("dir store clean: %w", err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(tmp, e.Name())); err != nil {
+			return n, fmt.Errorf("dir store clean: %w", err)
+		}
+		n++
+	}
+	root := filepath.Join(s.dir, "objects")
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		_, err = os.Stat(s.manifestPath(filepath.ToSlash(rel)))
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("dir store clean: %w", err)
+	}
+	return n, nil
 }

@@ -5,22 +5,36 @@
 //
 //   - CRIU drives a criu binary in swrk mode through go-criu (the binary path is
 //     configurable because the CRIU that works on new kernels is installed in a
-//     private prefix by scripts/install-criu.sh, see DESIGN §5).
+//     private prefix by scripts/install-criu.sh, see docs/architecture.md).
+//     A failed run is reported by the one line of criu's log that names the
+//     cause; a restore whose images are damaged wraps ErrCorrupt.
 //   - Pack/Unpack turn an image directory into one zstd-compressed tar stream
 //     and back. Upload streams the packed bytes of an image directory
 //     straight into the store through an io.Pipe; Download unpacks while
 //     reading and verifying. No full copy of the packed object ever lands on
-//     disk. Checkpoint (dump + Upload) and Restore (Download + restore) join
-//     them with CRIU for a caller that runs CRIU and talks to the store
-//     itself; the local provider splits them, the agent running CRIU and the
-//     provider moving the images.
+//     disk. The agent runs CRIU (Dump, CRIU.Restore) and the provider moves
+//     the images (Upload, Download).
 //   - Store keeps one object per snapshot plus its Manifest. Every store
-//     verifies the SHA-256 recorded in the manifest while the object is read:
-//     the reader returned by Get fails at EOF with an error wrapping ErrCorrupt
-//     when the bytes do not match, so a corrupt or truncated snapshot can never
-//     be restored. Missing objects wrap errdefs.ErrNotFound, an unreachable
-//     store wraps errdefs.ErrUnavailable. Put is atomic: on any error nothing
-//     (not even a partial object) is left behind.
+//     verifies the SHA-256 recorded in the manifest while the object is read.
+//     Missing objects wrap errdefs.ErrNotFound, an unreachable store wraps
+//     errdefs.ErrUnavailable. Put is atomic: on any error nothing (not even a
+//     partial object) is left behind, and what a killed process left is
+//     removed by IncompleteCleaner.
+//   - Seal records an unpacked image directory's files by inode and ctime,
+//     so a cache of verified images can be checked before each restore with
+//     a few stat calls instead of hashing it again.
+//
+// # Proven bad or merely unavailable
+//
+// A snapshot is worth deleting only when it is proven bad (ProvenBad): its
+// object is missing, or it is corrupt (ErrCorrupt). Corrupt means the stored
+// object disagrees with its manifest (the store is asked again before a
+// short or mismatching read is blamed on the object rather than the
+// transfer), or all of it arrived and matched yet does not decompress,
+// untar or decrypt, or CRIU rejects the images as damaged. A dropped
+// connection, a timeout, a store that is down or a full local disk say
+// nothing about the snapshot: those errors wrap errdefs.ErrUnavailable or
+// the underlying errno, never ErrCorrupt, and name the real cause.
 //
 // # Encryption at rest
 //
@@ -41,7 +55,11 @@
 // prefix) followed by chunks of at most 64 KiB plaintext, each sealed with
 // nonce = prefix ‖ uint32 chunk counter ‖ last-chunk flag and the header as
 // additional data. Reordering, tampering and truncation (a missing final
-// chunk) are all detected and reported as ErrCorrupt; a wrong key fails on the
-// first chunk. The manifest (sizes, checksum of the ciphertext) is not
-// secret and stays in clear text.
+// chunk) of a ciphertext that arrived whole are all detected and reported as
+// ErrCorrupt. The manifest records a key id (an HMAC of a fixed string, not
+// the key): a snapshot sealed with another key is reported as
+// errdefs.ErrInvalid, since it is intact, only not ours; a manifest without
+// one (older snapshots) fails authentication on the first chunk instead. The
+// manifest (sizes, checksum of the ciphertext, key id) is not secret and
+// stays in clear text.
 package snapshot

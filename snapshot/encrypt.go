@@ -6,7 +6,9 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -33,9 +35,13 @@ const (
 type EncryptedStore struct {
 	inner Store
 	aead  cipher.AEAD
+	keyID string
 }
 
-var _ Store = (*EncryptedStore)(nil)
+var (
+	_ Store             = (*EncryptedStore)(nil)
+	_ IncompleteCleaner = (*EncryptedStore)(nil)
+)
 
 // NewEncryptedStore wraps inner; key must be 32 bytes (AES-256).
 func NewEncryptedStore(inner Store, key []byte) (*EncryptedStore, error) {
@@ -50,7 +56,16 @@ func NewEncryptedStore(inner Store, key []byte) (*EncryptedStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encrypted store: %w", err)
 	}
-	return &EncryptedStore{inner: inner, aead: aead}, nil
+	return &EncryptedStore{inner: inner, aead: aead, keyID: keyID(key)}, nil
+}
+
+// keyID names a key without revealing it, so that a snapshot sealed with
+// another key (a rotated or misconfigured one) is reported as such instead
+// of as tampering: that snapshot is intact, only not for us.
+func keyID(key []byte) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("pronghorn snapshot key id"))
+	return hex.EncodeToString(mac.Sum(nil)[:8])
 }
 
 // LoadKeyFile reads a 32-byte key stored raw, as 64 hex digits or as base64
@@ -82,6 +97,7 @@ func (s *EncryptedStore) Put(ctx context.Context, key string, r io.Reader, m Man
 		pw.CloseWithError(s.encrypt(pw, r))
 	}()
 	m.Encrypted = true
+	m.KeyID = s.keyID
 	out, err := s.inner.Put(ctx, key, pr, m)
 	// Unblock the encrypting goroutine if the inner store stopped reading.
 	pr.CloseWithError(errors.New("encrypted store: put finished"))
@@ -155,6 +171,11 @@ func (s *EncryptedStore) Get(ctx context.Context, key string) (io.ReadCloser, Ma
 		rc.Close()
 		return nil, Manifest{}, fmt.Errorf("encrypted store: snapshot %s is not encrypted: %w", key, ErrCorrupt)
 	}
+	if m.KeyID != "" && m.KeyID != s.keyID {
+		rc.Close()
+		return nil, Manifest{}, fmt.Errorf("encrypted store: snapshot %s was encrypted with another key (id %s, ours is %s): %w",
+			key, m.KeyID, s.keyID, errdefs.ErrInvalid)
+	}
 	return &decryptReader{aead: s.aead, src: rc, br: bufio.NewReaderSize(rc, encChunkSize+encTagLen+1), key: key}, m, nil
 }
 
@@ -171,6 +192,14 @@ func (s *EncryptedStore) Delete(ctx context.Context, key string) error {
 // List implements Store.
 func (s *EncryptedStore) List(ctx context.Context, prefix string) ([]Manifest, error) {
 	return s.inner.List(ctx, prefix)
+}
+
+// CleanIncomplete implements IncompleteCleaner for the inner store.
+func (s *EncryptedStore) CleanIncomplete(ctx context.Context) (int, error) {
+	if c, ok := s.inner.(IncompleteCleaner); ok {
+		return c.CleanIncomplete(ctx)
+	}
+	return 0, nil
 }
 
 type decryptReader struct {
@@ -200,7 +229,7 @@ func (d *decryptReader) Read(p []byte) (int, error) {
 			// Reach the inner EOF so its checksum verdict is delivered.
 			if _, err := d.br.ReadByte(); err == nil {
 				return 0, d.fail("data after the final chunk")
-			} else if !errors.Is(err, io.EOF) {
+			} else if err != io.EOF {
 				d.err = err
 				return 0, err
 			}
@@ -235,13 +264,13 @@ func (d *decryptReader) nextChunk() error {
 	n, err := io.ReadFull(d.br, d.chunk)
 	last := false
 	switch {
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	case cleanEOF(err):
 		last = true
 	case err != nil:
 		return d.wrapRead(err, "chunk")
 	default:
 		// A full chunk is the last one only if nothing follows it.
-		if _, perr := d.br.Peek(1); errors.Is(perr, io.EOF) {
+		if _, perr := d.br.Peek(1); perr == io.EOF {
 			last = true
 		} else if perr != nil {
 			return d.wrapRead(perr, "chunk")
@@ -263,14 +292,26 @@ func (d *decryptReader) nextChunk() error {
 	return nil
 }
 
-// wrapRead keeps the inner reader's verdict (e.g. its own ErrCorrupt) while
-// turning a premature EOF into a truncation error.
+// wrapRead keeps the inner reader's verdict (its own ErrCorrupt, or a
+// failed transfer) while turning a premature clean EOF into a truncation
+// error.
 func (d *decryptReader) wrapRead(err error, what string) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	if cleanEOF(err) {
 		return d.fail("truncated %s", what)
 	}
-	d.err = fmt.Errorf("snapshot %s: decrypt: %w", d.key, err)
+	// The inner reader's error already names the snapshot and the cause.
+	d.err = err
 	return d.err
+}
+
+// cleanEOF reports an end of the ciphertext that the inner store vouched
+// for: its verifying reader returns a bare io.EOF only once the object
+// matched its manifest, and io.ReadFull turns that into a bare
+// io.ErrUnexpectedEOF mid-chunk. A transfer cut short arrives wrapped (and
+// may wrap io.ErrUnexpectedEOF), which proves nothing about the snapshot, so
+// the comparison is by identity on purpose.
+func cleanEOF(err error) bool {
+	return err == io.EOF || err == io.ErrUnexpectedEOF
 }
 
 func (d *decryptReader) Close() error { return d.src.Close() }

@@ -21,7 +21,10 @@ func NewLazyStore(open func(context.Context) (Store, error)) *LazyStore {
 	return &LazyStore{open: open}
 }
 
-var _ Store = (*LazyStore)(nil)
+var (
+	_ Store             = (*LazyStore)(nil)
+	_ IncompleteCleaner = (*LazyStore)(nil)
+)
 
 func (l *LazyStore) get(ctx context.Context) (Store, error) {
 	l.mu.Lock()
@@ -75,4 +78,16 @@ func (l *LazyStore) List(ctx context.Context, prefix string) ([]Manifest, error)
 		return nil, err
 	}
 	return s.List(ctx, prefix)
+}
+
+// CleanIncomplete implements IncompleteCleaner for the store once it opens.
+func (l *LazyStore) CleanIncomplete(ctx context.Context) (int, error) {
+	s, err := l.get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if c, ok := s.(IncompleteCleaner); ok {
+		return c.CleanIncomplete(ctx)
+	}
+	return 0, nil
 }

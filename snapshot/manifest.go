@@ -33,6 +33,9 @@ type Manifest struct {
 	SHA256    string    `json:"sha256"`
 	CreatedAt time.Time `json:"createdAt"`
 	Encrypted bool      `json:"encrypted"`
+	// KeyID names the key an encrypted snapshot was sealed with (not the
+	// key itself), so a key mismatch is not mistaken for tampering.
+	KeyID string `json:"keyId,omitempty"`
 }
 
 func (m Manifest) marshal() ([]byte, error) {

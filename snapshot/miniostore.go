@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -43,7 +44,10 @@ type MinIOStore struct {
 	bucket string
 }
 
-var _ Store = (*MinIOStore)(nil)
+var (
+	_ Store             = (*MinIOStore)(nil)
+	_ IncompleteCleaner = (*MinIOStore)(nil)
+)
 
 // partSize bounds minio-go's memory use for streams of unknown length (its
 // default for size -1 is hundreds of MiB per part).
@@ -86,7 +90,9 @@ func NewMinIOStore(ctx context.Context, cfg MinIOConfig) (*MinIOStore, error) {
 func objectName(key string) string   { return "objects/" + key }
 func manifestName(key string) string { return "manifests/" + key + ".json" }
 
-// wrap classifies minio-go errors into errdefs kinds.
+// wrap classifies minio-go errors into errdefs kinds. Everything that says
+// the server or the way to it failed (connection refused or reset, a body cut
+// short, a timeout, a 5xx) is ErrUnavailable: it never proves a snapshot bad.
 func (s *MinIOStore) wrap(op string, err error) error {
 	if err == nil {
 		return nil
@@ -99,8 +105,9 @@ func (s *MinIOStore) wrap(op string, err error) error {
 		return fmt.Errorf("minio store: %s: %w: %w", op, errdefs.ErrInvalid, err)
 	}
 	var netErr net.Error
-	var opErr *net.OpError
-	if errors.As(err, &netErr) || errors.As(err, &opErr) || resp.StatusCode == http.StatusServiceUnavailable ||
+	if errors.As(err, &netErr) || resp.StatusCode >= http.StatusInternalServerError ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "connection refused") {
 		return fmt.Errorf("minio store: %s: %w: %w", op, errdefs.ErrUnavailable, err)
 	}
@@ -161,8 +168,38 @@ func (s *MinIOStore) Get(ctx context.Context, key string) (io.ReadCloser, Manife
 		obj.Close()
 		return nil, Manifest{}, s.wrap("get "+key, err)
 	}
-	return newVerifyingReader(obj, m), m, nil
+	recheck := func() (Manifest, int64, error) {
+		cur, err := s.Stat(ctx, key)
+		if err != nil {
+			return Manifest{}, 0, err
+		}
+		info, err := s.client.StatObject(ctx, s.bucket, objectName(key), minio.StatObjectOptions{})
+		if err != nil {
+			return Manifest{}, 0, s.wrap("stat object "+key, err)
+		}
+		return cur, info.Size, nil
+	}
+	return newVerifyingReader(minioReader{obj, s, key}, m, recheck), m, nil
 }
+
+// minioReader classifies the errors of an object's body like those of any
+// other call, so that the NoSuchKey of an object deleted mid-read stays
+// ErrNotFound.
+type minioReader struct {
+	obj *minio.Object
+	s   *MinIOStore
+	key string
+}
+
+func (r minioReader) Read(p []byte) (int, error) {
+	n, err := r.obj.Read(p)
+	if err != nil && err != io.EOF {
+		err = r.s.wrap("read "+r.key, err)
+	}
+	return n, err
+}
+
+func (r minioReader) Close() error { return r.obj.Close() }
 
 // Stat implements Store.
 func (s *MinIOStore) Stat(ctx context.Context, key string) (Manifest, error) {
@@ -221,4 +258,51 @@ func (s *MinIOStore) List(ctx context.Context, prefix string) ([]Manifest, error
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
+}
+
+// CleanIncomplete implements IncompleteCleaner: it aborts the unfinished
+// multipart uploads under the store's prefixes (a Put killed mid-stream;
+// they hold parts but are invisible) and removes objects whose manifest was
+// never written (a Put killed between its two writes, or a Delete between
+// its two removes).
+func (s *MinIOStore) CleanIncomplete(ctx context.Context) (int, error) {
+	n := 0
+	aborted := map[string]bool{}
+	// MinIO lists uploads by exact object name or all of them, not by
+	// prefix, so filter here.
+	for up := range s.client.ListIncompleteUploads(ctx, s.bucket, "", true) {
+		if up.Err != nil {
+			return n, s.wrap("list incomplete uploads", up.Err)
+		}
+		if !strings.HasPrefix(up.Key, "objects/") && !strings.HasPrefix(up.Key, "manifests/") {
+			continue
+		}
+		n++
+		if aborted[up.Key] {
+			continue
+		}
+		// This aborts every upload of the object name at once.
+		if err := s.client.RemoveIncompleteUpload(ctx, s.bucket, up.Key); err != nil {
+			return n, s.wrap("abort upload "+up.Key, err)
+		}
+		aborted[up.Key] = true
+	}
+	for info := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: "objects/", Recursive: true}) {
+		if info.Err != nil {
+			return n, s.wrap("list objects", info.Err)
+		}
+		key := strings.TrimPrefix(info.Key, "objects/")
+		_, err := s.client.StatObject(ctx, s.bucket, manifestName(key), minio.StatObjectOptions{})
+		if minio.ToErrorResponse(err).Code != "NoSuchKey" {
+			if err != nil {
+				return n, s.wrap("stat manifest "+key, err)
+			}
+			continue
+		}
+		if err := s.client.RemoveObject(ctx, s.bucket, info.Key, minio.RemoveObjectOptions{}); err != nil {
+			return n, s.wrap("remove orphan "+key, err)
+		}
+		n++
+	}
+	return n, nil
 }

@@ -78,15 +78,20 @@ func Pack(ctx context.Context, dir string, w io.Writer) (int64, error) {
 // returns the number of file bytes written. It reads r to EOF even after the
 // tar end marker, so a verifying reader underneath gets to check the
 // checksum; callers must not use dir if Unpack fails.
+//
+// Errors that came from reading or decoding r are tagged (streamError) so
+// that Download can tell them from local ones (writing dir, ctx): a full
+// disk says nothing about the snapshot.
 func Unpack(ctx context.Context, r io.Reader, dir string) (int64, error) {
 	// Concurrency 1 decodes synchronously inside Read, so once the decoder is
 	// closed nobody else reads r and we can drain it safely.
 	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(false))
 	if err != nil {
-		return 0, fmt.Errorf("unpack: zstd reader: %w", err)
+		return 0, fmt.Errorf("unpack: zstd reader: %w", &streamError{err})
 	}
 	defer zr.Close()
 	tr := tar.NewReader(zr)
+	src := streamReader{tr}
 	var raw int64
 	root := filepath.Clean(dir) + string(os.PathSeparator)
 	for {
@@ -98,13 +103,13 @@ func Unpack(ctx context.Context, r io.Reader, dir string) (int64, error) {
 			break
 		}
 		if err != nil {
-			return raw, fmt.Errorf("unpack: tar: %w", err)
+			return raw, fmt.Errorf("unpack: tar: %w", &streamError{err})
 		}
 		target := filepath.Join(dir, filepath.FromSlash(hdr.Name))
 		// Refuse entries escaping dir even though the checksum is verified:
 		// a store is not a trust boundary for the filesystem.
 		if !strings.HasPrefix(target+string(os.PathSeparator), root) && target != filepath.Clean(dir) {
-			return raw, fmt.Errorf("unpack: entry %q escapes the image dir: %w", hdr.Name, ErrCorrupt)
+			return raw, fmt.Errorf("unpack: %w", &streamError{fmt.Errorf("entry %q escapes the image dir: %w", hdr.Name, ErrCorrupt)})
 		}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
@@ -116,7 +121,7 @@ func Unpack(ctx context.Context, r io.Reader, dir string) (int64, error) {
 			if err != nil {
 				return raw, fmt.Errorf("unpack: %w", err)
 			}
-			n, err := io.Copy(f, tr)
+			n, err := io.Copy(f, src)
 			raw += n
 			if cerr := f.Close(); err == nil {
 				err = cerr
@@ -125,17 +130,37 @@ func Unpack(ctx context.Context, r io.Reader, dir string) (int64, error) {
 				return raw, fmt.Errorf("unpack %s: %w", hdr.Name, err)
 			}
 		default:
-			return raw, fmt.Errorf("unpack: unexpected entry type %q for %s: %w", hdr.Typeflag, hdr.Name, ErrCorrupt)
+			return raw, fmt.Errorf("unpack: %w", &streamError{fmt.Errorf("unexpected entry type %q for %s: %w", hdr.Typeflag, hdr.Name, ErrCorrupt)})
 		}
 	}
 	// Drain the decompressor (zstd frame end) and then the raw stream, so
 	// that the store's verifying reader sees EOF and reports any mismatch.
 	if _, err := io.Copy(io.Discard, zr); err != nil {
-		return raw, fmt.Errorf("unpack: trailing data: %w", err)
+		return raw, fmt.Errorf("unpack: trailing data: %w", &streamError{err})
 	}
 	zr.Close()
 	if _, err := io.Copy(io.Discard, r); err != nil {
-		return raw, fmt.Errorf("unpack: %w", err)
+		return raw, fmt.Errorf("unpack: %w", &streamError{err})
 	}
 	return raw, nil
+}
+
+// streamError marks an Unpack failure that came from the packed stream:
+// reading it (the store or the transfer failed) or decoding it (the bytes
+// are bad). Which of the two only the reader underneath can tell.
+type streamError struct{ err error }
+
+func (e *streamError) Error() string { return e.err.Error() }
+func (e *streamError) Unwrap() error { return e.err }
+
+// streamReader tags read errors of the archive, so that io.Copy into a file
+// returns them distinguishable from the file's own write errors.
+type streamReader struct{ r io.Reader }
+
+func (s streamReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &streamError{err}
+	}
+	return n, err
 }

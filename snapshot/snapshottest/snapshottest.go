@@ -33,6 +33,7 @@ type MinIO struct {
 	AccessKey string
 	SecretKey string
 	DataDir   string
+	bin       string
 	cmd       *exec.Cmd
 }
 
@@ -64,8 +65,22 @@ func StartMinIO(t testing.TB) *MinIO {
 		AccessKey: "pronghorn",
 		SecretKey: randomHex(16),
 		DataDir:   t.TempDir(),
+		bin:       bin,
 	}
-	cmd := exec.Command(bin, "server", "--quiet", "--address", m.Endpoint,
+	m.start(t)
+	return m
+}
+
+// Restart starts a server stopped with StopMinIO again, on the same address
+// and data, as after an outage.
+func (m *MinIO) Restart(t testing.TB) {
+	t.Helper()
+	m.start(t)
+}
+
+func (m *MinIO) start(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(m.bin, "server", "--quiet", "--address", m.Endpoint,
 		"--console-address", "127.0.0.1:0", m.DataDir)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+m.AccessKey, "MINIO_ROOT_PASSWORD="+m.SecretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
@@ -95,7 +110,7 @@ func StartMinIO(t testing.TB) *MinIO {
 		_, err := client.ListBuckets(ctx)
 		cancel()
 		if err == nil {
-			return m
+			return
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(logf.Name())
@@ -103,6 +118,17 @@ func StartMinIO(t testing.TB) *MinIO {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// Client returns a minio-go client for this server, to arrange what a
+// store would not do itself (leftovers of a killed provider).
+func (m *MinIO) Client(t testing.TB) *minio.Client {
+	t.Helper()
+	c, err := minio.New(m.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(m.AccessKey, m.SecretKey, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // Config returns a store configuration for bucket on this server.
