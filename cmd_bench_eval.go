@@ -20,7 +20,7 @@ import (
 	"github.com/pronghorn-openfaas/pronghorn/benchmarks/eval"
 )
 
-// newBenchEvalCommand runs the paper's evaluation (DESIGN.md §6) against a
+// newBenchEvalCommand runs the paper's evaluation (docs/architecture.md) against a
 // provider over HTTP: every benchmark × strategy × eviction rate, then the
 // latency CSV, Tables 4 and 5, CDF figures and an HTML index.
 func newBenchEvalCommand() *cobra.Command {

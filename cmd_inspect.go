@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,36 +18,28 @@ import (
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 )
 
+// gatewayHint is why inspect through the gateway fails: the OpenFaaS
+// gateway proxies only the faas-provider API's own /system routes to the
+// provider, so pronghorn's extra ones are reachable only directly.
+const gatewayHint = "the OpenFaaS gateway does not forward /system/pronghorn/*; " +
+	"point --gateway at the provider itself, e.g. http://127.0.0.1:8081, or kubectl port-forward to it"
+
 func newInspectCommand() *cobra.Command {
 	var gateway, namespace, user, password string
 	var raw bool
 	cmd := &cobra.Command{
 		Use:   "inspect FUNCTION",
 		Short: "Show a function's snapshot orchestration state: strategy, snapshot pool, learned latencies, counters",
-		Args:  cobra.ExactArgs(1),
+		Long: "Show a function's snapshot orchestration state: strategy, snapshot pool, learned latencies, counters.\n\n" +
+			"It reads /system/pronghorn/functions/FUNCTION from the provider, so --gateway must be the provider's URL: " +
+			gatewayHint + ". With the Helm chart: kubectl port-forward -n openfaas svc/pronghorn 8081:8080, " +
+			"then --gateway http://127.0.0.1:8081.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			u := strings.TrimRight(gateway, "/") + handlers.InspectPath + url.PathEscape(args[0])
-			if namespace != "" {
-				u += "?namespace=" + url.QueryEscape(namespace)
-			}
-			req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, u, nil)
+			client := &http.Client{Timeout: 10 * time.Second}
+			body, err := fetchState(cmd.Context(), client, gateway, args[0], namespace, user, password)
 			if err != nil {
 				return err
-			}
-			if user != "" {
-				req.SetBasicAuth(user, password)
-			}
-			resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-			if err != nil {
-				return err
-			}
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 			}
 			if raw {
 				_, err = os.Stdout.Write(body)
@@ -60,12 +53,52 @@ func newInspectCommand() *cobra.Command {
 			return nil
 		},
 	}
-	envString(cmd.Flags(), &gateway, "gateway", "OPENFAAS_URL", "http://127.0.0.1:8080", "provider or gateway URL")
+	envString(cmd.Flags(), &gateway, "gateway", "OPENFAAS_URL", "http://127.0.0.1:8080",
+		"the provider's URL; not the OpenFaaS gateway's, which does not forward /system/pronghorn/*")
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "function namespace (default: the provider's)")
 	envString(cmd.Flags(), &user, "user", "basic_auth_user", "", "basic auth user")
 	envString(cmd.Flags(), &password, "password", "basic_auth_password", "", "basic auth password")
 	cmd.Flags().BoolVar(&raw, "json", false, "print the raw JSON")
 	return cmd
+}
+
+// fetchState GETs a function's orchestration state from the provider at
+// base and returns the JSON body.
+func fetchState(ctx context.Context, client *http.Client, base, name, namespace, user, password string) ([]byte, error) {
+	u := strings.TrimRight(base, "/") + handlers.InspectPath + url.PathEscape(name)
+	if namespace != "" {
+		u += "?namespace=" + url.QueryEscape(namespace)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if user != "" {
+		req.SetBasicAuth(user, password)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, stateError(resp.StatusCode, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+// stateError explains a failed inspect. The provider answers an unknown
+// function with "function NAME.NS: ... not found"; any other 404 means the
+// route itself is missing, and the usual cause is asking the gateway.
+func stateError(code int, status, body string) error {
+	if code == http.StatusNotFound && !strings.HasPrefix(body, "function ") {
+		return fmt.Errorf("%s: %s: %s (a provider with --backend kubernetes has no snapshot state to inspect)", status, body, gatewayHint)
+	}
+	return fmt.Errorf("%s: %s", status, body)
 }
 
 func printState(w io.Writer, name string, st orchestrator.State) {

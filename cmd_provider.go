@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/pronghorn-openfaas/pronghorn/funcspec"
 	"github.com/pronghorn-openfaas/pronghorn/handlers"
 	"github.com/pronghorn-openfaas/pronghorn/k8s"
 	"github.com/pronghorn-openfaas/pronghorn/local"
@@ -37,6 +38,7 @@ type providerOptions struct {
 	scaleFromZero    time.Duration
 	readyTimeout     time.Duration
 	maxBodyBytes     int
+	maxReplicas      uint64
 	isolate          bool
 	shutdownDeadline time.Duration
 	snapshots        snapshotOptions
@@ -73,6 +75,8 @@ func newProviderCommand() *cobra.Command {
 	note(envDuration(fs, &o.scaleFromZero, "scale-from-zero-timeout", "scale_from_zero_timeout", 30*time.Second, "how long an invocation waits for a replica"))
 	note(envDuration(fs, &o.readyTimeout, "ready-timeout", "ready_timeout", 30*time.Second, "how long a new replica may take to answer"))
 	note(envInt(fs, &o.maxBodyBytes, "max-body-bytes", "max_body_bytes", 1<<20, "largest JSON body accepted on /system/*"))
+	note(envUint64(fs, &o.maxReplicas, "max-replicas", "max_replicas", funcspec.DefaultMaxReplicas,
+		"most replicas any function may have; a function's com.openfaas.scale.max label may only lower it"))
 	note(envBool(fs, &o.isolate, "isolate", "isolate", true, "run each replica in its own pid, net and mount namespaces (needs root)"))
 	note(envDuration(fs, &o.shutdownDeadline, "shutdown-timeout", "shutdown_timeout", 30*time.Second, "how long shutdown waits for calls and replicas to end"))
 	envString(fs, &o.backend, "backend", "backend", "local", "where functions run: local (namespaced processes on this machine) or kubernetes (pods)")
@@ -85,6 +89,20 @@ func newProviderCommand() *cobra.Command {
 	return cmd
 }
 
+// maxReplicasLimit is what a Kubernetes Deployment's replicas (an int32)
+// holds; no backend can honour more.
+const maxReplicasLimit = 1<<31 - 1
+
+// checkMaxReplicas refuses a ceiling of 0, which would make every function
+// unscalable (and which the packages would read as "the default"), and one
+// no backend can store.
+func checkMaxReplicas(n uint64) error {
+	if n < 1 || n > maxReplicasLimit {
+		return fmt.Errorf("--max-replicas %d: want a whole number in 1..%d", n, uint64(maxReplicasLimit))
+	}
+	return nil
+}
+
 // runningBackend is a backend the provider serves and stops on shutdown.
 type runningBackend interface {
 	handlers.Backend
@@ -92,11 +110,15 @@ type runningBackend interface {
 }
 
 func runProvider(ctx context.Context, o providerOptions) error {
+	if err := checkMaxReplicas(o.maxReplicas); err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	log.Info("starting provider", "version", version, "backend", o.backend, "port", o.port, "data_dir", o.dataDir,
 		"functions_dir", o.functionsDir, "read_timeout", o.readTimeout, "write_timeout", o.writeTimeout,
 		"basic_auth", o.basicAuth, "secret_mount_path", o.secretMountPath, "function_namespace", o.namespace,
 		"scale_from_zero_timeout", o.scaleFromZero, "ready_timeout", o.readyTimeout, "isolate", o.isolate,
+		"max_replicas", o.maxReplicas,
 		"snapshot_store", o.snapshots.store, "snapshot_encrypted", o.snapshots.keyFile != "", "criu", o.snapshots.criu,
 		"strategy", o.snapshots.engine.Strategy, "evict_after", o.snapshots.engine.EvictAfter,
 		"pool_capacity", o.snapshots.engine.PoolCapacity, "horizon", o.snapshots.engine.Horizon,
@@ -134,8 +156,8 @@ func runProvider(ctx context.Context, o providerOptions) error {
 	}
 
 	router, err := handlers.NewRouter(handlers.Config{
-		BasicAuth: creds, ReadTimeout: o.readTimeout, WriteTimeout: o.writeTimeout,
-		InvokeTimeout: o.writeTimeout, MaxBodyBytes: int64(o.maxBodyBytes),
+		BasicAuth: creds, WriteTimeout: o.writeTimeout,
+		InvokeTimeout: o.writeTimeout, MaxBodyBytes: int64(o.maxBodyBytes), MaxReplicas: o.maxReplicas,
 		ProviderName: "pronghorn", Version: version, SHA: commit,
 		Orchestration: o.backend, DefaultNamespace: o.namespace,
 	}, backend, reg)
@@ -171,20 +193,27 @@ func openLocal(ctx context.Context, o providerOptions, log *slog.Logger) (*local
 	if err != nil {
 		return fail(err)
 	}
-	engine, err := orchestrator.Open(db)
+	engine, err := orchestrator.Open(db, orchestrator.WithLogger(log))
 	if err != nil {
 		return fail(err)
+	}
+	// The engine flushes its learning into the state file on Close, so it
+	// closes after the backend and before the file.
+	closeState := func() {
+		_ = engine.Close(context.Background())
+		db.Close()
 	}
 	b, err := local.New(ctx, db, local.Config{
 		DataDir: o.dataDir, FunctionsDir: o.functionsDir, Isolate: o.isolate,
 		DefaultNamespace: o.namespace, ScaleFromZeroTimeout: o.scaleFromZero,
-		ReadyTimeout: o.readyTimeout, Logger: log,
+		ReadyTimeout: o.readyTimeout, MaxReplicas: o.maxReplicas, Logger: log,
 		Engine: engine, Store: store, EngineDefaults: o.snapshots.engine, CRIUPath: o.snapshots.criu,
 	})
 	if err != nil {
-		return fail(err)
+		closeState()
+		return nil, nil, err
 	}
-	return b, func() { db.Close() }, nil
+	return b, closeState, nil
 }
 
 func openKubernetes(o providerOptions, log *slog.Logger) (*k8s.Backend, error) {
@@ -197,7 +226,7 @@ func openKubernetes(o providerOptions, log *slog.Logger) (*k8s.Backend, error) {
 	}
 	return k8s.New(client, k8s.Config{
 		DefaultNamespace: o.namespace, AgentImage: o.agentImage, ImagePullPolicy: o.imagePullPolicy,
-		ScaleFromZeroTimeout: o.scaleFromZero, ProviderURL: o.providerURL, Logger: log,
+		ScaleFromZeroTimeout: o.scaleFromZero, MaxReplicas: o.maxReplicas, ProviderURL: o.providerURL, Logger: log,
 	})
 }
 

@@ -92,3 +92,15 @@ func envInt64(fs *pflag.FlagSet, p *int64, name, env string, def int64, usage st
 	fs.Int64Var(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
 	return nil
 }
+
+func envUint64(fs *pflag.FlagSet, p *uint64, name, env string, def uint64, usage string) error {
+	if v, ok := os.LookupEnv(env); ok {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("env %s=%q: not a whole number", env, v)
+		}
+		def = n
+	}
+	fs.Uint64Var(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	return nil
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/pronghorn-openfaas/pronghorn/funcspec"
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 )
 
@@ -79,6 +80,44 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	t.Setenv("write_timeout", "soon")
 	if err := envDuration(pflag.NewFlagSet("u", pflag.ContinueOnError), &d, "write-timeout", "write_timeout", time.Minute, ""); err == nil {
 		t.Error("a bad duration in the environment was accepted")
+	}
+}
+
+func TestMaxReplicasFlag(t *testing.T) {
+	cmd := newProviderCommand()
+	if err := cmd.ParseFlags(nil); err != nil {
+		t.Fatal(err)
+	}
+	if f := cmd.Flags().Lookup("max-replicas"); f == nil || f.DefValue != "20" {
+		t.Fatalf("--max-replicas default = %v", f)
+	}
+
+	t.Setenv("max_replicas", "50")
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	var n uint64
+	if err := envUint64(fs, &n, "max-replicas", "max_replicas", funcspec.DefaultMaxReplicas, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Parse(nil); err != nil || n != 50 {
+		t.Errorf("from env: %d, %v", n, err)
+	}
+	if err := fs.Parse([]string{"--max-replicas", "7"}); err != nil || n != 7 {
+		t.Errorf("flag over env: %d, %v", n, err)
+	}
+	if err := fs.Parse([]string{"--max-replicas", "-1"}); err == nil {
+		t.Error("--max-replicas -1 accepted")
+	}
+	for _, bad := range []string{"-1", "abc", "1e3", "", "18446744073709551616"} {
+		t.Setenv("max_replicas", bad)
+		if err := envUint64(pflag.NewFlagSet("u", pflag.ContinueOnError), &n, "max-replicas", "max_replicas", 20, ""); err == nil {
+			t.Errorf("env max_replicas=%q accepted", bad)
+		}
+	}
+
+	for n, ok := range map[uint64]bool{0: false, 1: true, 20: true, 1<<31 - 1: true, 1 << 31: false, 1 << 63: false, 1<<64 - 1: false} {
+		if err := checkMaxReplicas(n); (err == nil) != ok {
+			t.Errorf("checkMaxReplicas(%d) = %v", n, err)
+		}
 	}
 }
 

@@ -20,17 +20,7 @@ import (
 // MinIO server: checkpoint on the engine's cue, eviction, restore of the
 // next worker, inspection over the API and the counters in /metrics.
 func TestSnapshotsThroughProviderWithMinIO(t *testing.T) {
-	requirements(t)
-	criu := os.Getenv("PRONGHORN_CRIU")
-	if criu == "" {
-		criu = snapshot.DefaultCRIUPath
-	}
-	if _, err := os.Stat(criu); err != nil {
-		t.Skipf("needs CRIU at %s (scripts/install-criu.sh)", criu)
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("needs node for the sample function")
-	}
+	criu := snapshotRequirements(t)
 	minio := snapshottest.StartMinIO(t)
 	cfg := minio.Config("e2e-snapshots")
 	bin, dataDir := buildBinary(t), t.TempDir()
@@ -105,6 +95,24 @@ func TestSnapshotsThroughProviderWithMinIO(t *testing.T) {
 		left, err := store.List(t.Context(), "")
 		return err == nil && len(left) == 0
 	})
+}
+
+// snapshotRequirements skips unless root, pypy3, node and CRIU are here, and
+// returns the criu to run.
+func snapshotRequirements(t *testing.T) string {
+	t.Helper()
+	requirements(t)
+	criu := os.Getenv("PRONGHORN_CRIU")
+	if criu == "" {
+		criu = snapshot.DefaultCRIUPath
+	}
+	if _, err := os.Stat(criu); err != nil {
+		t.Skipf("needs CRIU at %s (scripts/install-criu.sh)", criu)
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("needs node for the sample function")
+	}
+	return criu
 }
 
 // A snapshot store that is down does not keep the provider from serving:

@@ -7,6 +7,7 @@ import (
 
 	"github.com/openfaas/faas-provider/types"
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
+	"github.com/pronghorn-openfaas/pronghorn/funcspec"
 )
 
 // Deployer creates a function; it fails with errdefs.ErrAlreadyExists when
@@ -33,13 +34,19 @@ func MakeDeployHandler(d Deployer, defaults RequestDefaults) http.HandlerFunc {
 
 // readDeployment decodes and validates a deploy or update body with
 // faas-netes' rules (service required and a DNS-1123 label, image required)
-// and fills in the resolved namespace, so backends see a complete request.
+// and funcspec's bounds, and fills in the resolved namespace, so backends see
+// a complete request. Everything is checked before the backend stores
+// anything: a value stored unchecked is read back on every restart.
 func readDeployment(w http.ResponseWriter, r *http.Request, defaults RequestDefaults) (types.FunctionDeployment, bool) {
 	var req types.FunctionDeployment
 	if !readJSON(w, r, defaults.maxBody(), &req) {
 		return req, false
 	}
 	if err := validateDeployment(req); err != nil {
+		httpError(w, http.StatusBadRequest, "%v", err)
+		return req, false
+	}
+	if err := funcspec.Validate(req, defaults.maxReplicas()); err != nil {
 		httpError(w, http.StatusBadRequest, "%v", err)
 		return req, false
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
+	"github.com/pronghorn-openfaas/pronghorn/funcspec"
 )
 
 // DefaultMaxBodyBytes bounds JSON bodies on /system/* when Config.MaxBodyBytes
@@ -21,21 +22,26 @@ const DefaultMaxBodyBytes int64 = 1 << 20
 
 // DefaultNamespace is faas-netes' function namespace, used when
 // Config.DefaultNamespace is empty.
-const DefaultNamespace = "openfaas-fn"
+const DefaultNamespace = funcspec.DefaultNamespace
 
 // RequestDefaults is what every /system handler needs to parse a request:
-// where functions live when the client names no namespace, and how large a
-// body it will read.
+// where functions live when the client names no namespace, how large a body
+// it will read, and the provider's replica ceiling (0: the default).
 type RequestDefaults struct {
 	Namespace    string
 	MaxBodyBytes int64
+	MaxReplicas  uint64
 }
 
 func (d RequestDefaults) namespace() string {
-	if d.Namespace == "" {
-		return DefaultNamespace
+	return funcspec.Namespace("", d.Namespace)
+}
+
+func (d RequestDefaults) maxReplicas() uint64 {
+	if d.MaxReplicas == 0 {
+		return funcspec.DefaultMaxReplicas
 	}
-	return d.Namespace
+	return d.MaxReplicas
 }
 
 func (d RequestDefaults) maxBody() int64 {

@@ -18,14 +18,18 @@ type Config struct {
 	// faas-provider does; /function/*, /healthz and /metrics stay open.
 	BasicAuth *auth.BasicAuthCredentials
 
-	// ReadTimeout and WriteTimeout are for the http.Server (see NewServer);
-	// WriteTimeout also bounds a log stream, as in faas-netes.
-	ReadTimeout  time.Duration
+	// WriteTimeout bounds a log stream, as in faas-netes, where it is also
+	// the http.Server's write timeout (main sets that one).
 	WriteTimeout time.Duration
 
 	// MaxBodyBytes bounds JSON bodies on /system/* (413 beyond it);
 	// 0 means DefaultMaxBodyBytes. Invocation bodies are not limited here.
 	MaxBodyBytes int64
+
+	// MaxReplicas is the provider-wide replica ceiling: a deploy or update
+	// whose com.openfaas.scale.max or scale.min goes beyond it, and a scale
+	// request above it, get a 400. 0 means funcspec.DefaultMaxReplicas.
+	MaxReplicas uint64
 
 	// InvokeTimeout bounds one invocation including waiting for a replica;
 	// 0 means no limit beyond the client's and the server's.
@@ -58,19 +62,6 @@ type Config struct {
 	Extra func(r *mux.Router, system func(http.HandlerFunc) http.HandlerFunc)
 }
 
-// NewServer returns an http.Server for h with the configured timeouts, so
-// ReadTimeout and WriteTimeout mean what they mean in faas-netes.
-func (c Config) NewServer(addr string, h http.Handler) *http.Server {
-	return &http.Server{
-		Addr:              addr,
-		Handler:           h,
-		ReadTimeout:       c.ReadTimeout,
-		ReadHeaderTimeout: c.ReadTimeout,
-		WriteTimeout:      c.WriteTimeout,
-		MaxHeaderBytes:    http.DefaultMaxHeaderBytes,
-	}
-}
-
 // NewRouter builds the faas-provider API over b with the same paths, methods
 // and name pattern as faas-provider's bootstrap.Serve. It uses its own
 // *mux.Router (bootstrap's is package-global and Serve calls log.Fatal) and
@@ -93,7 +84,7 @@ func NewRouter(cfg Config, b Backend, reg prometheus.Registerer) (http.Handler, 
 		gatherer = g
 	}
 
-	defaults := RequestDefaults{Namespace: cfg.DefaultNamespace, MaxBodyBytes: cfg.MaxBodyBytes}
+	defaults := RequestDefaults{Namespace: cfg.DefaultNamespace, MaxBodyBytes: cfg.MaxBodyBytes, MaxReplicas: cfg.MaxReplicas}
 	ns := defaults.namespace()
 
 	m, err := newMetrics(reg, b, ns, cfg.ScrapeTimeout)

@@ -29,7 +29,8 @@ type scaleBody struct {
 
 // MakeScaleHandler serves POST /system/scale-function/{name}. The path names
 // the function (as in faas-netes); a body serviceName, when present, must
-// agree. Answers 202 Accepted: replicas converge asynchronously.
+// agree. Replicas above the provider's maximum get a 400. Answers 202
+// Accepted: replicas converge asynchronously.
 func MakeScaleHandler(s Scaler, defaults RequestDefaults) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := mux.Vars(r)["name"]
@@ -48,6 +49,12 @@ func MakeScaleHandler(s Scaler, defaults RequestDefaults) http.HandlerFunc {
 		replicas, err := parseReplicas(body.Replicas)
 		if err != nil {
 			httpError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		// The function's own com.openfaas.scale.max is the backend's to
+		// check: only it knows the labels.
+		if limit := defaults.maxReplicas(); replicas > limit {
+			httpError(w, http.StatusBadRequest, "replicas %d is more than %d, the provider's maximum", replicas, limit)
 			return
 		}
 		ns, ok := resolveNamespace(w, r, defaults, body.Namespace)

@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
+	"github.com/pronghorn-openfaas/pronghorn/funcspec"
 	"github.com/pronghorn-openfaas/pronghorn/handlers"
 )
 
@@ -46,6 +47,11 @@ type Config struct {
 	// ScaleFromZeroTimeout bounds how long an invocation waits for a ready
 	// pod. Default 30s.
 	ScaleFromZeroTimeout time.Duration
+	// MaxReplicas is the provider-wide replica ceiling; a function's
+	// com.openfaas.scale.max may only lower it. 0 means
+	// funcspec.DefaultMaxReplicas; at most what Deployment.spec.replicas
+	// (an int32) holds.
+	MaxReplicas uint64
 	// ProviderURL is how agents reach the provider (snapshot coordination);
 	// passed to every pod as PRONGHORN_PROVIDER_URL when set.
 	ProviderURL string
@@ -56,8 +62,12 @@ func (c *Config) setDefaults() error {
 	if c.AgentImage == "" {
 		return fmt.Errorf("kubernetes backend: no agent image: function pods copy the agent out of the provider's image, so its name is required")
 	}
-	if c.DefaultNamespace == "" {
-		c.DefaultNamespace = handlers.DefaultNamespace
+	c.DefaultNamespace = funcspec.Namespace("", c.DefaultNamespace)
+	if c.MaxReplicas == 0 {
+		c.MaxReplicas = funcspec.DefaultMaxReplicas
+	}
+	if c.MaxReplicas > maxInt32 {
+		return fmt.Errorf("kubernetes backend: max replicas %d is more than a Deployment holds (%d)", c.MaxReplicas, maxInt32)
 	}
 	switch corev1.PullPolicy(c.ImagePullPolicy) {
 	case "":
@@ -153,10 +163,7 @@ func (b *Backend) Close(ctx context.Context) error {
 }
 
 func (b *Backend) namespace(ns string) string {
-	if ns == "" {
-		return b.cfg.DefaultNamespace
-	}
-	return ns
+	return funcspec.Namespace(ns, b.cfg.DefaultNamespace)
 }
 
 func (b *Backend) state(namespace, name string) *fnState {
@@ -343,17 +350,20 @@ func (b *Backend) Delete(ctx context.Context, namespace, name string) error {
 }
 
 // Scale sets the Deployment's replicas through the scale subresource, so
-// the provider needs no more than deployments/scale to do it.
+// the provider needs no more than deployments/scale to do it. The count is
+// bounded by the function's com.openfaas.scale.max, kept with the request's
+// other labels on the pod template, and by the provider's maximum.
 func (b *Backend) Scale(ctx context.Context, namespace, name string, replicas uint64) error {
 	namespace = b.namespace(namespace)
-	if replicas > maxReplicas {
-		return fmt.Errorf("replicas %d is more than %d: %w", replicas, maxReplicas, errdefs.ErrInvalid)
-	}
-	if _, err := b.getFunction(ctx, namespace, name); err != nil {
+	dep, err := b.getFunction(ctx, namespace, name)
+	if err != nil {
 		return err
 	}
+	if err := funcspec.CheckReplicas(replicas, dep.Spec.Template.Labels, b.cfg.MaxReplicas); err != nil {
+		return fmt.Errorf("scale function %s.%s: %w", name, namespace, err)
+	}
 	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, replicas)
-	_, err := b.client.AppsV1().Deployments(namespace).Patch(ctx, name, k8stypes.MergePatchType, patch, metav1.PatchOptions{}, "scale")
+	_, err = b.client.AppsV1().Deployments(namespace).Patch(ctx, name, k8stypes.MergePatchType, patch, metav1.PatchOptions{}, "scale")
 	if err != nil {
 		return apiError(err, "scale function %s.%s", name, namespace)
 	}
@@ -361,8 +371,8 @@ func (b *Backend) Scale(ctx context.Context, namespace, name string, replicas ui
 	return nil
 }
 
-// maxReplicas is what fits Deployment.spec.replicas (int32).
-const maxReplicas = 1<<31 - 1
+// maxInt32 is what fits Deployment.spec.replicas.
+const maxInt32 = 1<<31 - 1
 
 // Function reports one function's status from its Deployment.
 func (b *Backend) Function(ctx context.Context, namespace, name string) (types.FunctionStatus, error) {

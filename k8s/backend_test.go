@@ -23,6 +23,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
+	"github.com/pronghorn-openfaas/pronghorn/funcspec"
 )
 
 const (
@@ -279,7 +280,18 @@ func TestDeployErrors(t *testing.T) {
 		{"no image", nil, func(r *types.FunctionDeployment) { r.Image = "" }, errdefs.ErrInvalid},
 		{"no name", nil, func(r *types.FunctionDeployment) { r.Service = "" }, errdefs.ErrInvalid},
 		{"missing secret", nil, func(r *types.FunctionDeployment) { r.Secrets = []string{"nope"} }, errdefs.ErrInvalid},
-		{"bad scale.min", nil, func(r *types.FunctionDeployment) { r.Labels = labels(scaleMinLabel, "two") }, errdefs.ErrInvalid},
+		{"scale.min above the provider's maximum", nil, func(r *types.FunctionDeployment) { r.Labels = labels(scaleMinLabel, "21") }, errdefs.ErrInvalid},
+		{"scale.min 2^64-1", nil, func(r *types.FunctionDeployment) { r.Labels = labels(scaleMinLabel, "18446744073709551615") }, errdefs.ErrInvalid},
+		{"scale.min above scale.max", nil, func(r *types.FunctionDeployment) {
+			r.Labels = labels(scaleMinLabel, "3", funcspec.LabelScaleMax, "2")
+		}, errdefs.ErrInvalid},
+		{"bad scale.max", nil, func(r *types.FunctionDeployment) { r.Labels = labels(funcspec.LabelScaleMax, "two") }, errdefs.ErrInvalid},
+		{"memory limit 2^63", nil, func(r *types.FunctionDeployment) {
+			r.Limits = &types.FunctionResources{Memory: "9223372036854775808"}
+		}, errdefs.ErrInvalid},
+		{"remote upstream_url", nil, func(r *types.FunctionDeployment) {
+			r.EnvVars = map[string]string{"upstream_url": "http://10.0.0.1:80"}
+		}, errdefs.ErrInvalid},
 		{"bad constraint", nil, func(r *types.FunctionDeployment) { r.Constraints = []string{"amd64"} }, errdefs.ErrInvalid},
 		{"unknown namespace", nil, func(r *types.FunctionDeployment) { r.Namespace = "elsewhere" }, errdefs.ErrInvalid},
 		{"namespace not annotated", func(_ *Backend, c *fake.Clientset) {
@@ -420,8 +432,72 @@ func TestScale(t *testing.T) {
 	if err := b.Scale(ctx, testNS, "nope", 1); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("scale of a missing function: err = %v", err)
 	}
-	if err := b.Scale(ctx, testNS, "fn", 1<<40); !errors.Is(err, errdefs.ErrInvalid) {
-		t.Errorf("scale beyond int32: err = %v", err)
+	for _, n := range []uint64{21, 1 << 40, 1 << 63, 1<<64 - 1} {
+		if err := b.Scale(ctx, testNS, "fn", n); !errors.Is(err, errdefs.ErrInvalid) {
+			t.Errorf("scale to %d, beyond the provider's maximum: err = %v", n, err)
+		}
+	}
+	if got := *getDeployment(t, client, "fn").Spec.Replicas; got != 1 {
+		t.Errorf("a refused scale changed replicas to %d", got)
+	}
+}
+
+func TestScaleHonoursScaleMax(t *testing.T) {
+	b, client := newBackend(t)
+	ctx := ctxT(t)
+	if err := b.Deploy(ctx, types.FunctionDeployment{Service: "fn", Image: "img", Labels: labels(funcspec.LabelScaleMax, "3")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Scale(ctx, testNS, "fn", 3); err != nil {
+		t.Fatal(err)
+	}
+	err := b.Scale(ctx, testNS, "fn", 4)
+	if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), funcspec.LabelScaleMax) {
+		t.Errorf("scale above com.openfaas.scale.max: err = %v", err)
+	}
+	if got := *getDeployment(t, client, "fn").Spec.Replicas; got != 3 {
+		t.Errorf("replicas = %d, want 3", got)
+	}
+}
+
+func TestMaxReplicasConfig(t *testing.T) {
+	client := fake.NewClientset()
+	if _, err := New(client, Config{AgentImage: testAgent, MaxReplicas: 1 << 31}); err == nil {
+		t.Error("max replicas beyond int32 accepted")
+	}
+	b, err := New(client, Config{AgentImage: testAgent, MaxReplicas: 50, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	ctx := ctxT(t)
+	if err := b.Deploy(ctx, types.FunctionDeployment{Service: "fn", Image: "img", Labels: labels(scaleMinLabel, "40")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := *getDeployment(t, client, "fn").Spec.Replicas; got != 40 {
+		t.Errorf("replicas = %d, want 40 from scale.min", got)
+	}
+	if err := b.Scale(ctx, testNS, "fn", 50); err != nil {
+		t.Error(err)
+	}
+	if err := b.Scale(ctx, testNS, "fn", 51); !errors.Is(err, errdefs.ErrInvalid) {
+		t.Errorf("scale beyond the configured maximum: err = %v", err)
+	}
+}
+
+// TestScaleMinFaasNetesSemantics: a scale.min that is not a positive
+// integer is ignored, not refused, as faas-netes does.
+func TestScaleMinFaasNetesSemantics(t *testing.T) {
+	for v, want := range map[string]int32{"2": 2, "0": 1, "-1": 1, "two": 1, "1e3": 1, "": 1} {
+		t.Run(v, func(t *testing.T) {
+			b, client := newBackend(t)
+			if err := b.Deploy(ctxT(t), types.FunctionDeployment{Service: "fn", Image: "img", Labels: labels(scaleMinLabel, v)}); err != nil {
+				t.Fatal(err)
+			}
+			if got := *getDeployment(t, client, "fn").Spec.Replicas; got != want {
+				t.Errorf("replicas = %d, want %d", got, want)
+			}
+		})
 	}
 }
 

@@ -3,7 +3,6 @@ package k8s
 import (
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/openfaas/faas-provider/types"
@@ -14,13 +13,14 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
+	"github.com/pronghorn-openfaas/pronghorn/funcspec"
 )
 
 // Names shared with faas-netes, so tools written for it (the gateway,
 // faas-cli, dashboards) find our objects.
 const (
 	functionLabel    = "faas_function"
-	scaleMinLabel    = "com.openfaas.scale.min"
+	scaleMinLabel    = funcspec.LabelScaleMin
 	scrapeAnnotation = "prometheus.io.scrape"
 	envProcess       = "fprocess"
 	secretsMountPath = "/var/openfaas/secrets"
@@ -87,10 +87,13 @@ func (b *Backend) makeDeployment(req types.FunctionDeployment, secrets map[strin
 	// `ENV fprocess` themselves, and the agent reads it from the container's
 	// environment (a missing one shows in the function's logs).
 	proc := process(req)
-	replicas, err := initialReplicas(req.Labels)
-	if err != nil {
+	// The HTTP layer validated req already; checking again here keeps a
+	// direct caller from storing a Deployment that asks for more replicas
+	// than the provider allows, and makes the count below fit an int32.
+	if err := funcspec.Validate(req, b.cfg.MaxReplicas); err != nil {
 		return nil, err
 	}
+	replicas := initialReplicas(req.Labels)
 	res, err := resources(req.Limits, req.Requests)
 	if err != nil {
 		return nil, err
@@ -261,21 +264,14 @@ func buildAnnotations(req types.FunctionDeployment) map[string]string {
 	return out
 }
 
-// initialReplicas honours com.openfaas.scale.min, like the local backend:
-// a value that is not a count is refused rather than ignored.
-func initialReplicas(labels *map[string]string) (int32, error) {
+// initialReplicas is com.openfaas.scale.min read as faas-netes reads it.
+// Validate has bounded it by the function's maximum, which setDefaults
+// keeps within an int32.
+func initialReplicas(labels *map[string]string) int32 {
 	if labels == nil {
-		return 1, nil
+		return 1
 	}
-	v, ok := (*labels)[scaleMinLabel]
-	if !ok {
-		return 1, nil
-	}
-	n, err := strconv.ParseUint(v, 10, 31)
-	if err != nil {
-		return 0, fmt.Errorf("label %s=%q is not a replica count: %w", scaleMinLabel, v, errdefs.ErrInvalid)
-	}
-	return int32(n), nil
+	return int32(funcspec.MinReplicas(*labels))
 }
 
 // resources maps limits and requests to Kubernetes quantities; anything

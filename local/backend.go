@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,9 +25,11 @@ import (
 	"github.com/openfaas/faas-provider/logs"
 	"github.com/openfaas/faas-provider/types"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/pronghorn-openfaas/pronghorn/agent"
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
+	"github.com/pronghorn-openfaas/pronghorn/funcspec"
 	"github.com/pronghorn-openfaas/pronghorn/handlers"
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 	"github.com/pronghorn-openfaas/pronghorn/snapshot"
@@ -44,6 +47,9 @@ type Config struct {
 	// for tests that cannot be root.
 	Isolate          bool
 	DefaultNamespace string
+	// MaxReplicas bounds every function's replica count; 0 means
+	// funcspec.DefaultMaxReplicas.
+	MaxReplicas uint64
 	// ScaleFromZeroTimeout bounds how long an invocation waits for a replica.
 	ScaleFromZeroTimeout time.Duration
 	// ReadyTimeout bounds how long a new replica may take to answer.
@@ -64,6 +70,9 @@ type Config struct {
 	EngineDefaults orchestrator.Config
 	// CRIUPath is the criu the agents run; empty means snapshot.DefaultCRIUPath.
 	CRIUPath string
+	// DeleteRetryInterval is how often snapshot deletes the store refused
+	// are tried again.
+	DeleteRetryInterval time.Duration
 }
 
 func (c *Config) setDefaults() error {
@@ -77,8 +86,9 @@ func (c *Config) setDefaults() error {
 		}
 		c.AgentCommand = []string{exe, "agent"}
 	}
-	if c.DefaultNamespace == "" {
-		c.DefaultNamespace = "openfaas-fn"
+	c.DefaultNamespace = funcspec.Namespace(c.DefaultNamespace, funcspec.DefaultNamespace)
+	if c.MaxReplicas == 0 {
+		c.MaxReplicas = funcspec.DefaultMaxReplicas
 	}
 	if c.ScaleFromZeroTimeout <= 0 {
 		c.ScaleFromZeroTimeout = 30 * time.Second
@@ -98,6 +108,9 @@ func (c *Config) setDefaults() error {
 	if c.EngineDefaults.Strategy == "" {
 		c.EngineDefaults = orchestrator.DefaultConfig()
 	}
+	if c.DeleteRetryInterval <= 0 {
+		c.DeleteRetryInterval = defaultDeleteRetry
+	}
 	return nil
 }
 
@@ -110,8 +123,22 @@ type Backend struct {
 	runDir  string
 	workDir string // CRIU images on their way to or from the store
 	metrics *snapshotMetrics
+	digests *digester
+	names   *nameLocks
+
+	// cacheMu guards seals: the fingerprint of every cached image
+	// directory, checked before each restore from it.
+	cacheMu   sync.Mutex
+	seals     map[string]snapshot.Seal
+	downloads singleflight.Group
 
 	closed atomic.Bool
+	// Every goroutine the backend starts is tracked, so Close returns only
+	// once none of them can still touch the state file or the store.
+	tasksMu     sync.Mutex
+	tasksClosed bool
+	tasks       sync.WaitGroup
+	stopJanitor chan struct{}
 
 	mu        sync.RWMutex
 	functions map[string]*function
@@ -136,6 +163,8 @@ func New(ctx context.Context, db *bolt.DB, cfg Config) (*Backend, error) {
 		cfg: cfg, log: cfg.Logger, store: st, logs: newLogBook(cfg.LogLines),
 		runDir: filepath.Join(cfg.DataDir, "run"), workDir: filepath.Join(cfg.DataDir, "work"),
 		functions: map[string]*function{}, metrics: newSnapshotMetrics(),
+		digests: newDigester(), names: newNameLocks(), seals: map[string]snapshot.Seal{},
+		stopJanitor: make(chan struct{}),
 	}
 	if n := killOrphans(b.runDir); n > 0 {
 		b.log.Warn("stopped orphan workers of an earlier provider", "count", n)
@@ -146,39 +175,114 @@ func New(ctx context.Context, db *bolt.DB, cfg Config) (*Backend, error) {
 	if err := os.MkdirAll(b.runDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create run dir: %w", err)
 	}
-	// Images left by a dump or download that a crash interrupted.
+	// Images left by a dump or download that a crash interrupted, and
+	// cached images whose seals died with the last provider.
+	_ = filepath.WalkDir(b.workDir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(path, 0o700)
+		}
+		return nil
+	})
 	if err := os.RemoveAll(b.workDir); err != nil {
 		return nil, fmt.Errorf("clean work dir: %w", err)
 	}
 	if err := os.MkdirAll(b.workDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create work dir: %w", err)
 	}
-	recs, err := st.functions()
+	recs, bad, err := st.functions()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read functions: %w", err)
+	}
+	for k, err := range bad {
+		b.log.Error("stored function skipped: its record cannot be read", "function", k, "err", err)
 	}
 	for _, rec := range recs {
-		// Configure again: a crash between storing a function and
-		// configuring its strategy must not leave it unconfigured.
-		evictAfter, err := b.configureEngine(ctx, rec)
+		rec = b.clampLoaded(rec)
+		evictAfter, err := b.evictAfter(rec)
 		if err != nil {
-			b.log.Error("engine: configure", "function", rec.Deployment.Service, "err", err)
+			b.log.Error("stored function's strategy is invalid, snapshots use the defaults", "function", rec.Deployment.Service, "err", err)
 		}
 		f := newFunction(rec, b.agentSpec(rec))
 		f.evictAfter.Store(evictAfter)
 		b.functions[f.key] = f
+	}
+	if b.snapshotsEnabled() {
+		b.collectOrphanKeys(ctx)
+		b.goTracked(func() { b.janitor(b.stopJanitor) })
+	}
+	for _, f := range b.functions {
 		f.mu.Lock()
 		b.reconcileLocked(f)
 		f.mu.Unlock()
-		b.log.Info("function restored", "function", f.display, "replicas", rec.Replicas)
+		b.log.Info("function restored", "function", f.display, "replicas", f.rec.Replicas)
 	}
 	return b, nil
 }
 
+// clampLoaded brings a stored record within today's bounds, so a record
+// written by an older provider, or by hand, cannot crash or flood this one.
+func (b *Backend) clampLoaded(rec record) record {
+	var labels map[string]string
+	if rec.Deployment.Labels != nil {
+		labels = *rec.Deployment.Labels
+	}
+	limit, err := funcspec.MaxReplicas(labels, b.cfg.MaxReplicas)
+	if err != nil {
+		limit = b.cfg.MaxReplicas
+	}
+	if rec.Replicas > limit {
+		b.log.Warn("stored replica count above the maximum, clamped", "function", rec.Deployment.Service,
+			"namespace", rec.Deployment.Namespace, "stored", rec.Replicas, "max", limit)
+		if stored, err := b.store.updateFunction(rec.Deployment.Namespace, rec.Deployment.Service, func(r *record) error {
+			r.Replicas = limit
+			return nil
+		}); err == nil {
+			return stored
+		}
+		rec.Replicas = limit
+	}
+	return rec
+}
+
+// collectOrphanKeys drops the engine's entries of functions that no longer
+// exist (deleted while the provider was down, or a delete cut short).
+func (b *Backend) collectOrphanKeys(ctx context.Context) {
+	keys, err := b.cfg.Engine.Functions(ctx)
+	if err != nil {
+		b.log.Error("engine: list functions", "err", err)
+		return
+	}
+	for _, k := range keys {
+		if _, ok := b.functions[fnKeyOf(k)]; !ok {
+			b.removeEngineKey(ctx, k)
+		}
+	}
+}
+
+// goTracked runs fn on a goroutine that Close waits for; after Close it
+// runs nothing and reports false.
+func (b *Backend) goTracked(fn func()) bool {
+	b.tasksMu.Lock()
+	defer b.tasksMu.Unlock()
+	if b.tasksClosed {
+		return false
+	}
+	b.tasks.Add(1)
+	go func() {
+		defer b.tasks.Done()
+		fn()
+	}()
+	return true
+}
+
 // Close stops every worker but keeps the desired replica counts, so the next
-// start brings them back.
+// start brings them back. It returns once nothing the backend started is
+// still running, or when ctx ends.
 func (b *Backend) Close(ctx context.Context) error {
-	b.closed.Store(true)
+	if b.closed.Swap(true) {
+		return nil
+	}
+	close(b.stopJanitor)
 	b.mu.Lock()
 	fns := make([]*function, 0, len(b.functions))
 	for _, f := range b.functions {
@@ -198,7 +302,14 @@ func (b *Backend) Close(ctx context.Context) error {
 		f.mu.Unlock()
 	}
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() {
+		wg.Wait()
+		b.tasksMu.Lock()
+		b.tasksClosed = true
+		b.tasksMu.Unlock()
+		b.tasks.Wait()
+		close(done)
+	}()
 	select {
 	case <-done:
 		return nil
@@ -217,12 +328,7 @@ func (b *Backend) function(namespace, name string) (*function, error) {
 	return f, nil
 }
 
-func (b *Backend) namespace(ns string) string {
-	if ns == "" {
-		return b.cfg.DefaultNamespace
-	}
-	return ns
-}
+func (b *Backend) namespace(ns string) string { return funcspec.Namespace(ns, b.cfg.DefaultNamespace) }
 
 // prepare validates a deploy or update request and resolves it to what will
 // be stored. Nothing is stored when it fails.
@@ -230,6 +336,9 @@ func (b *Backend) prepare(req types.FunctionDeployment) (record, error) {
 	req.Namespace = b.namespace(req.Namespace)
 	if req.Service == "" {
 		return record{}, fmt.Errorf("service name is required: %w", errdefs.ErrInvalid)
+	}
+	if err := funcspec.Validate(req, b.cfg.MaxReplicas); err != nil {
+		return record{}, err
 	}
 	dir, err := resolveImage(b.cfg.FunctionsDir, req.Image)
 	if err != nil {
@@ -246,26 +355,37 @@ func (b *Backend) prepare(req types.FunctionDeployment) (record, error) {
 	if strings.TrimSpace(process) == "" {
 		return record{}, fmt.Errorf("no fprocess: set envProcess or add %s to %s: %w", declarationFile, dir, errdefs.ErrInvalid)
 	}
-	if _, err := b.store.secretValues(req.Namespace, req.Secrets); err != nil {
+	secrets, err := b.store.secretValues(req.Namespace, req.Secrets)
+	if err != nil {
+		return record{}, err
+	}
+	if err := checkSecretsFit(secrets); err != nil {
 		return record{}, err
 	}
 	if _, err := b.engineConfig(req.Annotations); err != nil {
 		return record{}, err
 	}
-	replicas := uint64(1)
+	var labels map[string]string
 	if req.Labels != nil {
-		if v, ok := (*req.Labels)["com.openfaas.scale.min"]; ok {
-			n, err := strconv.ParseUint(v, 10, 32)
-			if err != nil {
-				return record{}, fmt.Errorf("label com.openfaas.scale.min=%q is not a replica count: %w", v, errdefs.ErrInvalid)
-			}
-			replicas = n
-		}
+		labels = *req.Labels
 	}
 	return record{
 		Deployment: req, Dir: dir, Process: process, Runtime: decl.Runtime, Env: decl.Env,
-		Replicas: replicas, CreatedAt: time.Now().UTC(),
+		Replicas: funcspec.MinReplicas(labels), CreatedAt: time.Now().UTC(),
 	}, nil
+}
+
+// checkSecretsFit refuses secrets that would not fit the worker's secrets
+// mount: better a 400 now than replicas that cannot start.
+func checkSecretsFit(secrets map[string][]byte) error {
+	var total int
+	for _, v := range secrets {
+		total += len(v)
+	}
+	if total > agent.MaxSecretsBytes {
+		return fmt.Errorf("the function's secrets take %d bytes, more than the %d bytes of a worker's secrets mount: %w", total, agent.MaxSecretsBytes, errdefs.ErrInvalid)
+	}
+	return nil
 }
 
 // mergeEnv overlays the request's envVars on the directory's declared
@@ -277,17 +397,16 @@ func mergeEnv(declared, requested map[string]string) map[string]string {
 	return out
 }
 
-// configureEngine hands the function's strategy to the engine and returns
-// its evict-after count.
-func (b *Backend) configureEngine(ctx context.Context, rec record) (int64, error) {
-	if b.cfg.Engine == nil {
+// evictAfter returns the evict-after count of rec's strategy.
+func (b *Backend) evictAfter(rec record) (int64, error) {
+	if !b.snapshotsEnabled() {
 		return 0, nil
 	}
 	cfg, err := b.engineConfig(rec.Deployment.Annotations)
 	if err != nil {
 		return 0, err
 	}
-	return int64(cfg.EvictAfter), b.cfg.Engine.Configure(ctx, rec.Deployment.Namespace+"/"+rec.Deployment.Service, cfg)
+	return int64(cfg.EvictAfter), nil
 }
 
 func (b *Backend) agentSpec(rec record) agent.Config {
@@ -299,27 +418,32 @@ func (b *Backend) agentSpec(rec record) agent.Config {
 	}
 }
 
-// Deploy stores a new function and starts its replicas.
+// Deploy stores a new function and starts its replicas. Once the record is
+// written the deploy completes even if the client goes away, so a function
+// is either wholly there or absent.
 func (b *Backend) Deploy(ctx context.Context, req types.FunctionDeployment) error {
 	rec, err := b.prepare(req)
 	if err != nil {
 		return err
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	k := rec.Deployment.Namespace + "/" + rec.Deployment.Service
+	unlock := b.names.lock(k)
+	defer unlock()
 	if b.closed.Load() {
 		return fmt.Errorf("provider is shutting down: %w", errdefs.ErrUnavailable)
+	}
+	if _, err := b.function(rec.Deployment.Namespace, rec.Deployment.Service); err == nil {
+		return fmt.Errorf("function %s.%s: %w", rec.Deployment.Service, rec.Deployment.Namespace, errdefs.ErrAlreadyExists)
 	}
 	if err := b.store.createFunction(rec); err != nil {
 		return err
 	}
-	evictAfter, err := b.configureEngine(ctx, rec)
-	if err != nil {
-		return err
-	}
+	evictAfter, _ := b.evictAfter(rec) // validated by prepare
 	f := newFunction(rec, b.agentSpec(rec))
 	f.evictAfter.Store(evictAfter)
+	b.mu.Lock()
 	b.functions[f.key] = f
+	b.mu.Unlock()
 	f.mu.Lock()
 	b.reconcileLocked(f)
 	f.mu.Unlock()
@@ -328,60 +452,83 @@ func (b *Backend) Deploy(ctx context.Context, req types.FunctionDeployment) erro
 }
 
 // Update replaces a function's definition; its replicas are replaced by new
-// ones, and the old ones keep serving until the new ones are ready.
+// ones, and the old ones keep serving until the new ones are ready. New
+// replicas never restore a snapshot of the old definition.
 func (b *Backend) Update(ctx context.Context, req types.FunctionDeployment) error {
 	rec, err := b.prepare(req)
 	if err != nil {
 		return err
 	}
+	unlock := b.names.lock(rec.Deployment.Namespace + "/" + rec.Deployment.Service)
+	defer unlock()
 	f, err := b.function(rec.Deployment.Namespace, rec.Deployment.Service)
 	if err != nil {
 		return err
 	}
 	stored, err := b.store.updateFunction(f.namespace, f.name, func(old *record) error {
-		rec.Replicas, rec.CreatedAt = old.Replicas, old.CreatedAt
+		rec.CreatedAt = old.CreatedAt
+		// As faas-netes: an update sets the count to a valid scale.min and
+		// otherwise keeps it, within the new bounds.
+		var labels map[string]string
+		if rec.Deployment.Labels != nil {
+			labels = *rec.Deployment.Labels
+		}
+		limit, _ := funcspec.MaxReplicas(labels, b.cfg.MaxReplicas) // validated by prepare
+		if !scaleMinSet(labels) {
+			rec.Replicas = old.Replicas
+		}
+		rec.Replicas = min(rec.Replicas, limit)
 		*old = rec
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	evictAfter, err := b.configureEngine(ctx, stored)
-	if err != nil {
-		return err
-	}
+	evictAfter, _ := b.evictAfter(stored)
 	f.evictAfter.Store(evictAfter)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.rec, f.spec = stored, b.agentSpec(stored)
 	f.generation++
-	f.failures, f.retryAt = 0, time.Time{}
+	f.failures, f.retryAt, f.lastFailure = 0, time.Time{}, ""
 	b.reconcileLocked(f)
 	b.log.Info("function updated", "function", f.display)
 	return nil
 }
 
-// Delete removes a function and stops its replicas.
+// scaleMinSet reports whether labels carry a scale.min that faas-netes
+// would apply (a positive integer).
+func scaleMinSet(labels map[string]string) bool {
+	n, err := strconv.Atoi(labels[funcspec.LabelScaleMin])
+	return err == nil && n > 0
+}
+
+// Delete removes a function, stops its replicas and drops its snapshots.
 func (b *Backend) Delete(ctx context.Context, namespace, name string) error {
 	namespace = b.namespace(namespace)
+	unlock := b.names.lock(namespace + "/" + name)
+	defer unlock()
+	f, err := b.function(namespace, name)
+	if err != nil {
+		return err
+	}
 	if err := b.store.deleteFunction(namespace, name); err != nil {
 		return err
 	}
 	b.mu.Lock()
-	f := b.functions[namespace+"/"+name]
-	delete(b.functions, namespace+"/"+name)
+	delete(b.functions, f.key)
 	b.mu.Unlock()
-	if f == nil {
-		return nil
-	}
 	f.mu.Lock()
 	f.deleted = true
+	f.wakeLocked()
 	workers := make([]*worker, 0, len(f.workers))
 	for _, w := range f.workers {
 		workers = append(workers, w)
 	}
 	b.reconcileLocked(f)
 	f.mu.Unlock()
+	// The record is gone: finish the clean-up even if the client is not
+	// waiting any more, but answer it no later than it asked.
 	for _, w := range workers {
 		select {
 		case <-w.done:
@@ -389,31 +536,38 @@ func (b *Backend) Delete(ctx context.Context, namespace, name string) error {
 		}
 	}
 	b.logs.forget(f.key)
-	if b.cfg.Engine != nil {
-		pool, err := b.cfg.Engine.Remove(ctx, f.key)
-		if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-			b.log.Error("engine: remove", "function", f.display, "err", err)
-		}
-		b.deleteSnapshots(pool)
+	if b.snapshotsEnabled() {
+		b.collectVersions(f)
 	}
 	b.log.Info("function deleted", "function", f.display)
 	return nil
 }
 
-// Scale sets the desired replica count.
+// Scale sets the desired replica count, within the function's bounds.
 func (b *Backend) Scale(ctx context.Context, namespace, name string, replicas uint64) error {
-	f, err := b.function(b.namespace(namespace), name)
+	namespace = b.namespace(namespace)
+	unlock := b.names.lock(namespace + "/" + name)
+	defer unlock()
+	f, err := b.function(namespace, name)
 	if err != nil {
 		return err
 	}
-	return b.scale(f, replicas)
+	return b.scaleLocked(f, replicas)
 }
 
-func (b *Backend) scale(f *function, replicas uint64) error {
+// scaleLocked sets f's replica count; the caller holds f's name lock.
+func (b *Backend) scaleLocked(f *function, replicas uint64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.deleted {
 		return fmt.Errorf("function %s: %w", f.display, errdefs.ErrNotFound)
+	}
+	var labels map[string]string
+	if f.rec.Deployment.Labels != nil {
+		labels = *f.rec.Deployment.Labels
+	}
+	if err := funcspec.CheckReplicas(replicas, labels, b.cfg.MaxReplicas); err != nil {
+		return err
 	}
 	if f.rec.Replicas == replicas {
 		return nil
@@ -426,7 +580,7 @@ func (b *Backend) scale(f *function, replicas uint64) error {
 		return err
 	}
 	f.rec = stored
-	f.failures, f.retryAt = 0, time.Time{}
+	f.failures, f.retryAt, f.lastFailure = 0, time.Time{}, ""
 	b.reconcileLocked(f)
 	b.log.Info("function scaled", "function", f.display, "replicas", replicas)
 	return nil
@@ -504,13 +658,95 @@ func (b *Backend) Secrets(ctx context.Context, namespace string) ([]types.Secret
 
 func (b *Backend) CreateSecret(ctx context.Context, s types.Secret) error {
 	s.Namespace = b.namespace(s.Namespace)
+	if err := checkSecretsFit(map[string][]byte{s.Name: secretValue(s)}); err != nil {
+		return err
+	}
 	return b.store.putSecret(s, secretCreate)
 }
 
-// UpdateSecret changes a secret's value; replicas started from now on see it.
+// UpdateSecret changes a secret's value. As with a Kubernetes secret volume,
+// running replicas that mount it see the new file; and since a secret is
+// part of a function's version, no replica restores a snapshot whose memory
+// may hold the old value.
 func (b *Backend) UpdateSecret(ctx context.Context, s types.Secret) error {
 	s.Namespace = b.namespace(s.Namespace)
-	return b.store.putSecret(s, secretUpdate)
+	users := b.secretUsers(s.Namespace, s.Name)
+	for _, f := range users {
+		f.mu.Lock()
+		names := f.rec.Deployment.Secrets
+		f.mu.Unlock()
+		values, err := b.store.secretValues(s.Namespace, names)
+		if err != nil {
+			continue // a secret it mounts is gone; its replicas report that
+		}
+		values[s.Name] = secretValue(s)
+		if err := checkSecretsFit(values); err != nil {
+			return fmt.Errorf("function %s: %w", f.display, err)
+		}
+	}
+	if err := b.store.putSecret(s, secretUpdate); err != nil {
+		return err
+	}
+	for _, f := range users {
+		b.pushSecrets(ctx, f)
+	}
+	return nil
+}
+
+func secretValue(s types.Secret) []byte {
+	if s.RawValue != nil {
+		return s.RawValue
+	}
+	return []byte(s.Value)
+}
+
+// secretUsers returns the functions of namespace that mount secret name.
+func (b *Backend) secretUsers(namespace, name string) []*function {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	var out []*function
+	for _, f := range b.functions {
+		if f.namespace != namespace {
+			continue
+		}
+		f.mu.Lock()
+		if slices.Contains(f.rec.Deployment.Secrets, name) {
+			out = append(out, f)
+		}
+		f.mu.Unlock()
+	}
+	return out
+}
+
+// pushSecrets hands f's current secret values to its running replicas.
+// A replica that is not isolated has no secrets mount of its own to write.
+func (b *Backend) pushSecrets(ctx context.Context, f *function) {
+	if !b.cfg.Isolate {
+		return
+	}
+	f.mu.Lock()
+	names := f.rec.Deployment.Secrets
+	workers := make([]*worker, 0, len(f.workers))
+	for _, w := range f.workers {
+		workers = append(workers, w)
+	}
+	f.mu.Unlock()
+	values, err := b.store.secretValues(f.namespace, names)
+	if err != nil {
+		b.log.Warn("secrets not pushed", "function", f.display, "err", err)
+		return
+	}
+	for _, w := range workers {
+		if w.exited() || !w.started() {
+			continue // a replica not started yet reads the new values at start
+		}
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err := w.updateSecrets(pctx, values)
+		cancel()
+		if err != nil {
+			b.log.Warn("secrets not pushed to replica", "function", f.display, "worker", w.id, "err", err)
+		}
+	}
 }
 
 func (b *Backend) DeleteSecret(ctx context.Context, namespace, name string) error {
@@ -527,8 +763,13 @@ func (b *Backend) Query(ctx context.Context, req logs.Request) (<-chan logs.Mess
 	return b.logs.query(ctx, f.key, req), nil
 }
 
+// crashLoopFailures is how many replicas in a row must die before they are
+// ready for an invocation to fail at once instead of waiting.
+const crashLoopFailures = 2
+
 // Acquire picks a ready replica, scaling from zero and waiting when there is
-// none.
+// none. A function whose replicas keep dying fails the call at once, saying
+// why, rather than after the whole scale-from-zero timeout.
 func (b *Backend) Acquire(ctx context.Context, namespace, name string) (handlers.Lease, error) {
 	f, err := b.function(b.namespace(namespace), name)
 	if err != nil {
@@ -538,17 +779,22 @@ func (b *Backend) Acquire(ctx context.Context, namespace, name string) (handlers
 		w := f.pick()
 		if w == nil {
 			if f.desiredReplicas() == 0 {
-				if err := b.scale(f, 1); err != nil {
+				unlock := b.names.lock(f.key)
+				err := b.scaleLocked(f, 1)
+				unlock()
+				if err != nil {
 					return nil, err
 				}
 			}
 			waitCtx, cancel := context.WithTimeout(ctx, b.cfg.ScaleFromZeroTimeout)
-			w, err = f.waitReady(waitCtx)
+			w, err = f.waitReady(waitCtx, crashLoopFailures)
 			cancel()
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
+			switch {
+			case errors.Is(err, errCrashLoop):
+				return nil, fmt.Errorf("%s: %w", f.display, err)
+			case err != nil && ctx.Err() != nil:
+				return nil, ctx.Err()
+			case err != nil:
 				return nil, fmt.Errorf("no ready replica of %s within %s: %w", f.display, b.cfg.ScaleFromZeroTimeout, errdefs.ErrUnavailable)
 			}
 		}

@@ -83,6 +83,12 @@ func (e *env) close() {
 	if err := e.b.Close(ctx); err != nil {
 		e.t.Error(err)
 	}
+	// The engine flushes its learning into the file on Close.
+	if eng := e.b.cfg.Engine; eng != nil {
+		if err := eng.Close(ctx); err != nil {
+			e.t.Error(err)
+		}
+	}
 	e.db.Close()
 	e.b = nil
 }
@@ -193,7 +199,7 @@ func TestDeployRejectsBadInput(t *testing.T) {
 	missingSecret := deployment("nosecret", nil)
 	missingSecret.Secrets = []string{"absent"}
 	badScale := deployment("badscale", nil)
-	badScale.Labels = &map[string]string{"com.openfaas.scale.min": "many"}
+	badScale.Labels = &map[string]string{"com.openfaas.scale.max": "many"}
 	for _, tc := range []struct {
 		name string
 		req  types.FunctionDeployment
@@ -204,7 +210,7 @@ func TestDeployRejectsBadInput(t *testing.T) {
 		{"path escape", types.FunctionDeployment{Service: "x", Image: "../etc", EnvProcess: "true"}, errdefs.ErrInvalid},
 		{"no process", noProcess, errdefs.ErrInvalid},
 		{"missing secret", missingSecret, errdefs.ErrInvalid},
-		{"bad min scale", badScale, errdefs.ErrInvalid},
+		{"bad max scale", badScale, errdefs.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := e.b.Deploy(ctx, tc.req)
@@ -320,10 +326,16 @@ func TestFunctionFailingAtStart(t *testing.T) {
 	if n := restarts() - before; n > 3 {
 		t.Errorf("%d restarts in 2 s: no backoff for a crash-looping function", n)
 	}
-	// Invocations fail fast with unavailable instead of hanging forever.
-	e.b.cfg.ScaleFromZeroTimeout = 300 * time.Millisecond
-	if _, err := e.invoke("broken"); !errors.Is(err, errdefs.ErrUnavailable) {
+	// Invocations fail at once, saying why, instead of waiting out the
+	// scale-from-zero timeout (30 s here).
+	e.b.cfg.ScaleFromZeroTimeout = 30 * time.Second
+	start := time.Now()
+	_, err := e.invoke("broken")
+	if !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), "exit status 3") {
 		t.Fatalf("invoke broken: %v", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("a crash-looping function made the call wait %s", waited)
 	}
 }
 

@@ -129,3 +129,51 @@ func dialInNetns(pid int, addr string) (net.Conn, error) {
 	}
 	return conn, dialErr
 }
+
+// BenchmarkInvokeLearning drives a trivial function through the whole
+// provider with 8 parallel clients while the engine learns from every call,
+// and reports whether any call went unlearned (there is no queue to
+// overflow: the engine's OnRequest runs in memory on the call's goroutine).
+//
+//	sudo go test -run '^$' -bench InvokeLearning -benchtime 20000x ./local/
+func BenchmarkInvokeLearning(b *testing.B) {
+	// The cold strategy learns like the others but never checkpoints, so
+	// only learning is measured.
+	e := newEnv(b, withColdEngine(b))
+	ctx := context.Background()
+	if err := e.b.Deploy(ctx, deployment("learn", nil)); err != nil {
+		b.Fatal(err)
+	}
+	e.waitAvailable("learn", 1)
+	router, err := handlers.NewRouter(handlers.Config{}, e.b, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(router)
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	f, _ := e.b.function("openfaas-fn", "learn")
+	w := (*f.ready.Load())[0]
+	w.engMu.Lock()
+	before := w.eng.Served
+	w.engMu.Unlock()
+
+	b.SetParallelism(8)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			call(b, client, srv.URL+"/function/learn")
+		}
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	w.engMu.Lock()
+	learned := w.eng.Served - before
+	w.engMu.Unlock()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(b.N-learned), "unlearned")
+	if learned != b.N {
+		b.Errorf("%d of %d calls were not learned from", b.N-learned, b.N)
+	}
+}

@@ -2,11 +2,14 @@ package local
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pronghorn-openfaas/pronghorn/agent"
+	"github.com/pronghorn-openfaas/pronghorn/errdefs"
 )
 
 // function is the live side of one deployed function: its replicas and the
@@ -22,17 +25,29 @@ type function struct {
 	ready       atomic.Pointer[[]*worker] // ready, non-retiring workers; read lock-free on the invoke path
 	rr          atomic.Uint64
 
-	mu         sync.Mutex
-	rec        record
-	spec       agent.Config
-	generation uint64 // bumped on update: older workers are replaced once new ones are ready
-	workers    map[string]*worker
-	deleted    bool
-	restarts   int
-	failures   int       // consecutive workers that died before becoming ready
-	retryAt    time.Time // no new worker before this, after failures
+	mu          sync.Mutex
+	rec         record
+	spec        agent.Config
+	generation  uint64 // bumped on update: older workers are replaced once new ones are ready
+	workers     map[string]*worker
+	deleted     bool
+	restarts    int
+	failures    int       // consecutive workers that died before becoming ready
+	lastFailure string    // why the last of them died
+	retryAt     time.Time // no new worker before this, after failures
+	// readyCh is closed and replaced whenever a worker becomes ready or
+	// fails to, waking invocations that wait for one.
 	readyCh    chan struct{}
 	retryTimer *time.Timer
+
+	// current is the engine key (version) of the most recently spawned
+	// worker; currentSeq orders spawns, since versions are computed off the
+	// lock. configured maps engine keys to the generation+1 whose strategy
+	// they were configured with.
+	spawns     uint64
+	current    string
+	currentSeq uint64
+	configured map[string]uint64
 }
 
 func newFunction(rec record, spec agent.Config) *function {
@@ -40,6 +55,7 @@ func newFunction(rec record, spec agent.Config) *function {
 	f := &function{
 		key: ns + "/" + name, name: name, namespace: ns, display: name + "." + ns,
 		rec: rec, spec: spec, workers: map[string]*worker{}, readyCh: make(chan struct{}),
+		configured: map[string]uint64{},
 	}
 	f.ready.Store(&[]*worker{})
 	return f
@@ -75,22 +91,37 @@ func (f *function) refreshReadyLocked() {
 	}
 	f.ready.Store(&ready)
 	if len(ready) > 0 {
-		close(f.readyCh)
-		f.readyCh = make(chan struct{})
+		f.wakeLocked()
 	}
 }
 
-// waitReady blocks until a worker is ready or ctx ends.
-func (f *function) waitReady(ctx context.Context) (*worker, error) {
+func (f *function) wakeLocked() {
+	close(f.readyCh)
+	f.readyCh = make(chan struct{})
+}
+
+// errCrashLoop is why an invocation stopped waiting for a replica.
+var errCrashLoop = errors.New("replicas keep failing to start")
+
+// waitReady blocks until a worker is ready, ctx ends, or crashLoop workers
+// in a row have died before becoming ready.
+func (f *function) waitReady(ctx context.Context, crashLoop int) (*worker, error) {
 	for {
 		if w := f.pick(); w != nil {
 			return w, nil
 		}
 		f.mu.Lock()
 		ch := f.readyCh
+		failures, why, deleted := f.failures, f.lastFailure, f.deleted
 		f.mu.Unlock()
+		if deleted {
+			return nil, fmt.Errorf("function %s: %w", f.display, errdefs.ErrNotFound)
+		}
 		if w := f.pick(); w != nil {
 			return w, nil
+		}
+		if failures >= crashLoop {
+			return nil, fmt.Errorf("%w (%d in a row), last: %s: %w", errCrashLoop, failures, why, errdefs.ErrUnavailable)
 		}
 		select {
 		case <-ch:

@@ -91,7 +91,15 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.b.mu.RUnlock()
 	for _, f := range fns {
-		st, err := c.b.cfg.Engine.Inspect(ctx, f.key)
+		// The counters of the version serving now; an update starts them
+		// again, which Prometheus treats as a counter reset.
+		f.mu.Lock()
+		key := f.current
+		f.mu.Unlock()
+		if key == "" {
+			continue
+		}
+		st, err := c.b.cfg.Engine.Inspect(ctx, key)
 		if err != nil {
 			continue
 		}

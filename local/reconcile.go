@@ -94,39 +94,71 @@ func (b *Backend) retire(w *worker) {
 		return
 	}
 	w.ready.Store(false)
-	go func() {
+	stop := func() {
 		deadline := time.Now().Add(b.cfg.StopGrace)
 		// Let calls finish, the engine hear about them, and a checkpoint of
 		// this worker complete: an evicted worker is often the one the
 		// engine wants snapshotted.
-		for (w.inflight.Load() > 0 || w.pending.Load() > 0 || w.checkpoints.Load() > 0) && time.Now().Before(deadline) {
+		for (w.inflight.Load() > 0 || w.checkpoints.Load() > 0) && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		w.stop(time.Until(deadline) + time.Second)
-	}()
+	}
+	if !b.goTracked(stop) {
+		go w.stop(b.cfg.StopGrace) // Close is stopping every worker anyway
+	}
 }
 
 // spawn adds one worker of f's current generation and starts it in the
-// background (a restore downloads its snapshot first). Callers hold f.mu.
+// background (a restore fetches its snapshot first). Callers hold f.mu.
 func (b *Backend) spawn(f *function) *worker {
 	out := lineWriter{book: b.logs, fn: f.key, name: f.name, namespace: f.namespace, instance: newWorkerID()}
 	secrets, err := b.store.secretValues(f.namespace, f.rec.Deployment.Secrets)
 	if err != nil {
 		out.write("cannot start replica: " + err.Error())
-		b.noteFailureLocked(f)
+		b.noteFailureLocked(f, err.Error())
 		return nil
 	}
 	spec := f.spec
 	spec.Secrets = secrets
 	spec.Function = f.display
 	spec.CRIUPath = b.cfg.CRIUPath
+	in := b.versionInputs(f, spec)
+	gen, annotations := f.generation, f.rec.Deployment.Annotations
+	f.spawns++
+	seq := f.spawns
 	w := newWorker(b.runDir, f.generation, out)
 	f.workers[w.id] = w
-	go b.run(f, w, spec)
-	if b.snapshotsEnabled() {
-		go b.learn(f, w)
+	if !b.goTracked(func() {
+		b.engineFor(f, w, in, gen, seq, annotations)
+		b.run(f, w, spec)
+	}) {
+		delete(f.workers, w.id)
+		w.abandon(errRetiredBeforeStart)
+		return nil
 	}
 	return w
+}
+
+// versionInputs is what w's version is computed from, given the agent
+// config it will start with. Callers hold f.mu.
+func (b *Backend) versionInputs(f *function, spec agent.Config) versionInputs {
+	d := f.rec.Deployment
+	return versionInputs{
+		dir: spec.Dir, process: spec.Process, runtime: f.rec.Runtime, env: spec.Env, secrets: spec.Secrets,
+		limits: d.Limits, requests: d.Requests, readOnly: d.ReadOnlyRootFilesystem,
+	}
+}
+
+// versionInputsLocked is versionInputs for a worker that would start now.
+func (b *Backend) versionInputsLocked(f *function) (versionInputs, error) {
+	secrets, err := b.store.secretValues(f.namespace, f.rec.Deployment.Secrets)
+	if err != nil {
+		return versionInputs{}, err
+	}
+	spec := f.spec
+	spec.Secrets = secrets
+	return b.versionInputs(f, spec), nil
 }
 
 // run is one worker's life: plan (restore or cold), start, wait until ready,
@@ -137,14 +169,15 @@ func (b *Backend) run(f *function, w *worker, spec agent.Config) {
 	if err := w.start(b, spec); err != nil {
 		w.abandon(err)
 		f.mu.Lock()
-		defer f.mu.Unlock()
 		delete(f.workers, w.id)
 		if !errors.Is(err, errRetiredBeforeStart) {
 			w.out.write("cannot start replica: " + err.Error())
 			b.log.Error("start worker", "function", f.display, "err", err)
-			b.noteFailureLocked(f)
+			b.noteFailureLocked(f, err.Error())
 		}
 		b.reconcileLocked(f)
+		f.mu.Unlock()
+		b.afterWorker(f, w)
 		return
 	}
 
@@ -157,7 +190,7 @@ func (b *Backend) run(f *function, w *worker, spec agent.Config) {
 		if st.Restored {
 			b.metrics.restore.WithLabelValues(f.display).Observe(st.RestoreTime.Seconds())
 		} else {
-			b.snapshotFailed(f, w, restoreKey, errors.New(st.RestoreError))
+			b.restoreFailed(f, w, restoreKey, errors.New(st.RestoreError), st.RestoreCorrupt)
 		}
 	}
 	switch {
@@ -165,7 +198,7 @@ func (b *Backend) run(f *function, w *worker, spec agent.Config) {
 	case startErr == nil:
 		w.ready.Store(true)
 		f.mu.Lock()
-		f.failures, f.retryAt = 0, time.Time{}
+		f.failures, f.retryAt, f.lastFailure = 0, time.Time{}, ""
 		b.reconcileLocked(f)
 		f.mu.Unlock()
 	default:
@@ -175,33 +208,50 @@ func (b *Backend) run(f *function, w *worker, spec agent.Config) {
 
 	<-w.done
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	delete(f.workers, w.id)
 	if failed || !w.retiring.Load() {
 		f.restarts++
 		b.metrics.restarts.WithLabelValues(f.display).Inc()
+		reason := "replica exited: " + w.exitReason()
 		if failed {
-			b.noteFailureLocked(f)
+			b.noteFailureLocked(f, reason)
 		}
-		w.out.write("replica exited: " + exitReason(w.exitErr))
+		w.out.write(reason)
 		b.log.Warn("worker exited", "function", f.display, "worker", w.id, "err", w.exitErr, "restarts", f.restarts)
 	}
 	b.reconcileLocked(f)
+	f.mu.Unlock()
+	b.afterWorker(f, w)
+}
+
+// afterWorker drops w's version from the engine when w was the last worker
+// of a version that is no longer current.
+func (b *Backend) afterWorker(f *function, w *worker) {
+	if w.engKey == "" {
+		return
+	}
+	f.mu.Lock()
+	stale := w.engKey != f.current || f.deleted
+	for _, other := range f.workers {
+		if other.engKey == w.engKey {
+			stale = false
+		}
+	}
+	f.mu.Unlock()
+	if stale {
+		b.collectVersions(f)
+	}
 }
 
 // noteFailureLocked backs off restarts of a function whose replicas die
-// before they serve, so a broken function does not spin the machine.
-func (b *Backend) noteFailureLocked(f *function) {
+// before they serve, so a broken function does not spin the machine, and
+// tells waiting invocations why.
+func (b *Backend) noteFailureLocked(f *function, reason string) {
 	f.failures++
+	f.lastFailure = reason
+	f.wakeLocked()
 	backoff := time.Duration(250<<min(f.failures, 8)) * time.Millisecond
 	f.retryAt = time.Now().Add(min(backoff, maxRestartBackoff))
-}
-
-func exitReason(err error) string {
-	if err == nil {
-		return "exit status 0"
-	}
-	return err.Error()
 }
 
 // killOrphans stops agents of an earlier provider that used the same run

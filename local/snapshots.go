@@ -18,6 +18,10 @@ import (
 // CRIU: a worker's network namespace cannot reach a store on the host's
 // loopback, and store credentials never enter a worker. Images pass through
 // the work directory on the shared filesystem.
+//
+// A snapshot leaves the pool only when it is proven bad (checksum mismatch,
+// CRIU rejecting the image, object missing); any other failure to use it
+// (store down, disk full, a timeout) starts the worker cold and keeps it.
 
 // snapshotTimeout bounds one checkpoint or download.
 const snapshotTimeout = 2 * time.Minute
@@ -33,19 +37,137 @@ func (b *Backend) engineConfig(annotations *map[string]string) (orchestrator.Con
 	return orchestrator.ConfigFromAnnotations(b.cfg.EngineDefaults, a)
 }
 
-// plan asks the engine how w starts and, for a restore, downloads and
-// verifies the snapshot. It returns the snapshot key and the unpacked image
+// engineFor sets w.engKey, naming w's version in the engine, and makes
+// sure the engine knows that version, with the previous version's learned
+// curve as a prior. w.engKey stays "" when w takes no part in snapshots
+// (they are disabled, or its version cannot be computed).
+func (b *Backend) engineFor(f *function, w *worker, in versionInputs, gen, seq uint64, annotations *map[string]string) {
+	if !b.snapshotsEnabled() {
+		return
+	}
+	version, err := b.digests.version(in)
+	if err != nil {
+		w.out.write("snapshots off for this replica: " + err.Error())
+		b.log.Warn("function version", "function", f.display, "err", err)
+		return
+	}
+	key := engineKey(f.key, version)
+	f.mu.Lock()
+	if f.deleted {
+		f.mu.Unlock()
+		return
+	}
+	prev := f.current
+	if seq > f.currentSeq {
+		f.current, f.currentSeq = key, seq
+	}
+	configured := f.configured[key] == gen+1
+	w.engKey = key
+	f.mu.Unlock()
+	if !configured {
+		ctx, cancel := context.WithTimeout(context.Background(), snapshotTimeout)
+		defer cancel()
+		cfg, err := b.engineConfig(annotations)
+		if err == nil {
+			err = b.cfg.Engine.Configure(ctx, key, cfg)
+		}
+		if err != nil {
+			b.log.Error("engine: configure", "function", f.display, "version", version, "err", err)
+			f.mu.Lock()
+			w.engKey = ""
+			f.mu.Unlock()
+			return
+		}
+		if prev == "" {
+			prev = b.anyOtherVersion(ctx, f, key) // first start since the provider started
+		}
+		if prev != "" && prev != key {
+			if err := b.cfg.Engine.Inherit(ctx, prev, key); err != nil {
+				b.log.Warn("engine: inherit weights", "function", f.display, "from", prev, "to", key, "err", err)
+			}
+		}
+		f.mu.Lock()
+		f.configured[key] = gen + 1
+		f.mu.Unlock()
+	}
+	if prev != key {
+		b.log.Info("function version", "function", f.display, "version", version)
+		b.collectVersions(f)
+	}
+}
+
+// anyOtherVersion returns an engine key of f other than key, or "".
+func (b *Backend) anyOtherVersion(ctx context.Context, f *function, key string) string {
+	keys, err := b.cfg.Engine.Functions(ctx)
+	if err != nil {
+		return ""
+	}
+	for _, k := range keys {
+		if _, ours := versionOf(f.key, k); ours && k != key {
+			return k
+		}
+	}
+	return ""
+}
+
+// collectVersions removes from the engine, the store and the image cache
+// every version of f that is neither current nor run by a worker: a
+// snapshot of an old version must never be restored again.
+func (b *Backend) collectVersions(f *function) {
+	ctx, cancel := context.WithTimeout(context.Background(), snapshotTimeout)
+	defer cancel()
+	keys, err := b.cfg.Engine.Functions(ctx)
+	if err != nil {
+		b.log.Error("engine: list versions", "err", err)
+		return
+	}
+	f.mu.Lock()
+	live := map[string]bool{}
+	if !f.deleted && f.current != "" {
+		live[f.current] = true
+	}
+	for _, w := range f.workers {
+		if w.engKey != "" {
+			live[w.engKey] = true
+		}
+	}
+	var stale []string
+	for _, k := range keys {
+		if _, ours := versionOf(f.key, k); ours && !live[k] {
+			stale = append(stale, k)
+			delete(f.configured, k)
+		}
+	}
+	f.mu.Unlock()
+	for _, k := range stale {
+		b.removeEngineKey(ctx, k)
+	}
+}
+
+// removeEngineKey drops one engine entry and the snapshots of its pool.
+func (b *Backend) removeEngineKey(ctx context.Context, key string) {
+	pool, err := b.cfg.Engine.Remove(ctx, key)
+	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		b.log.Error("engine: remove version", "key", key, "err", err)
+		return
+	}
+	b.deleteSnapshots(pool)
+	b.log.Info("old version's snapshots dropped", "key", key, "snapshots", len(pool))
+}
+
+// plan asks the engine how w starts and, for a restore, fetches the
+// snapshot's verified images. It returns the snapshot key and the image
 // directory, or empty strings for a cold start.
 func (b *Backend) plan(ctx context.Context, f *function, w *worker) (key, dir string) {
 	w.eng = orchestrator.Worker{ID: w.id}
-	if !b.snapshotsEnabled() {
+	if w.engKey == "" {
 		return "", ""
 	}
 	// A replacement is planned the moment a worker is evicted, often while
 	// that worker is still being checkpointed on the engine's cue. Waiting
 	// for that snapshot would put the whole dump and upload on the next
 	// call's critical path, so the plan uses the pool as it is.
-	p, err := b.cfg.Engine.OnStart(ctx, f.key, w.id)
+	p, err := b.cfg.Engine.OnStart(ctx, w.engKey, w.id)
 	if err != nil {
 		b.log.Error("engine: plan start", "function", f.display, "err", err)
 		return "", ""
@@ -55,58 +177,93 @@ func (b *Backend) plan(ctx context.Context, f *function, w *worker) (key, dir st
 	if p.Restore == nil {
 		return "", ""
 	}
-	dir, err = b.cachedImages(ctx, f, *p.Restore)
-	if errors.Is(err, errdefs.ErrUnavailable) {
-		// The store is down, the snapshot is not bad: keep it for later.
-		w.out.write(fmt.Sprintf("snapshot store unavailable, starting cold: %v", err))
-		b.log.Warn("snapshot store unavailable, cold start", "function", f.display, "snapshot", p.Restore.Key, "err", err)
-		w.engMu.Lock()
-		w.eng.Lineage, w.eng.Snapshot = 0, ""
-		w.engMu.Unlock()
-		return "", ""
-	}
+	dir, err = b.cachedImages(f, *p.Restore)
 	if err != nil {
-		b.snapshotFailed(f, w, p.Restore.Key, err)
+		b.restoreFailed(f, w, p.Restore.Key, err, snapshot.ProvenBad(err))
 		return "", ""
 	}
 	return p.Restore.Key, dir
 }
 
 // cachedImages returns a directory with the verified, unpacked images of
-// snapshot s, downloading them on first use. Images are kept while the
-// snapshot is in the pool: a restore then costs only CRIU's own time, and
-// CRIU only reads them, so any number of workers can restore from one copy.
-func (b *Backend) cachedImages(ctx context.Context, f *function, s orchestrator.Snapshot) (string, error) {
+// snapshot s. Images are kept while the snapshot is in the pool: a restore
+// then costs only CRIU's own time, and CRIU only reads them, so any number
+// of workers restore from one copy. Concurrent first uses download once.
+func (b *Backend) cachedImages(f *function, s orchestrator.Snapshot) (string, error) {
 	dir := b.cachePath(s.Key)
-	if _, err := os.Stat(dir); err == nil {
-		return dir, nil
+	b.cacheMu.Lock()
+	seal, ok := b.seals[s.Key]
+	b.cacheMu.Unlock()
+	if ok {
+		err := seal.Verify(dir)
+		if err == nil {
+			return dir, nil
+		}
+		// The local copy changed under us; the stored object is not at
+		// fault, so fetch it again.
+		b.log.Warn("cached snapshot images changed, downloading again", "snapshot", s.Key, "err", err)
+		b.dropCached(s.Key)
+	}
+	_, err, _ := b.downloads.Do(s.Key, func() (any, error) { return nil, b.download(f, s) })
+	if err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+func (b *Backend) download(f *function, s orchestrator.Snapshot) error {
+	dir := b.cachePath(s.Key)
+	b.cacheMu.Lock()
+	_, ok := b.seals[s.Key]
+	b.cacheMu.Unlock()
+	if ok {
+		return nil // another caller of this flight's key finished just before
 	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
-		return "", err
+		return fmt.Errorf("image cache: %w", err)
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".download-*")
 	if err != nil {
-		return "", err
+		return fmt.Errorf("image cache: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), snapshotTimeout)
 	defer cancel()
 	start := time.Now()
 	m, err := snapshot.Download(ctx, b.cfg.Store, s.Key, tmp)
+	if err == nil && s.SHA256 != "" && m.SHA256 != s.SHA256 {
+		err = fmt.Errorf("download %s: %w: stored checksum %s, registered %s", s.Key, snapshot.ErrCorrupt, m.SHA256, s.SHA256)
+	}
 	if err != nil {
 		_ = os.RemoveAll(tmp)
-		return "", err
+		return err
 	}
 	b.metrics.download.WithLabelValues(f.display).Observe(time.Since(start).Seconds())
 	b.metrics.transferred.WithLabelValues(f.display, "download").Add(float64(m.PackedBytes))
-	// Only a complete, verified copy ever appears under the cache name. If
-	// another worker got there first, use its copy.
-	if err := os.Rename(tmp, dir); err != nil {
-		_ = os.RemoveAll(tmp)
-		if _, serr := os.Stat(dir); serr != nil {
-			return "", err
-		}
+	return b.adoptImages(s.Key, tmp)
+}
+
+// adoptImages moves a complete image directory to key's cache entry and
+// seals it, so a later change to it is noticed before a restore.
+func (b *Backend) adoptImages(key, from string) error {
+	dir := b.cachePath(key)
+	b.dropCached(key)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		_ = os.RemoveAll(from)
+		return fmt.Errorf("image cache: %w", err)
 	}
-	return dir, nil
+	if err := os.Rename(from, dir); err != nil {
+		_ = os.RemoveAll(from)
+		return fmt.Errorf("image cache: %w", err)
+	}
+	seal, err := snapshot.SealDir(dir)
+	if err != nil {
+		b.dropCached(key)
+		return fmt.Errorf("image cache: %w", err)
+	}
+	b.cacheMu.Lock()
+	b.seals[key] = seal
+	b.cacheMu.Unlock()
+	return nil
 }
 
 // cachePath is where snapshot key's images are cached; keys are made of
@@ -116,116 +273,66 @@ func (b *Backend) cachePath(key string) string {
 }
 
 func (b *Backend) dropCached(key string) {
-	_ = os.RemoveAll(b.cachePath(key))
+	b.cacheMu.Lock()
+	delete(b.seals, key)
+	b.cacheMu.Unlock()
+	dir := b.cachePath(key)
+	_ = os.Chmod(dir, 0o700) // sealed directories are read-only
+	_ = os.RemoveAll(dir)
 }
 
-// snapshotFailed drops a snapshot that could not be restored, from the pool
-// and the store, and turns w into the cold start it now is.
-func (b *Backend) snapshotFailed(f *function, w *worker, key string, cause error) {
-	w.out.write(fmt.Sprintf("snapshot %s unusable, starting cold: %v", key, cause))
-	b.log.Warn("restore failed, cold start", "function", f.display, "snapshot", key, "err", cause)
+// restoreFailed turns w into the cold start it now is. A snapshot proven
+// bad leaves the pool and the store; any other failure keeps it for the
+// next worker.
+func (b *Backend) restoreFailed(f *function, w *worker, key string, cause error, provenBad bool) {
 	w.engMu.Lock()
 	w.eng.Lineage, w.eng.Snapshot = 0, ""
 	w.engMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), snapshotTimeout)
 	defer cancel()
-	if err := b.cfg.Engine.Forget(ctx, f.key, key); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+	if !provenBad {
+		w.out.write(fmt.Sprintf("snapshot %s not usable now, starting cold: %v", key, cause))
+		b.log.Warn("restore not possible now, cold start", "function", f.display, "snapshot", key, "err", cause)
+		if err := b.cfg.Engine.StartedCold(ctx, w.engKey); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			b.log.Error("engine: count cold start", "err", err)
+		}
+		return
+	}
+	w.out.write(fmt.Sprintf("snapshot %s is bad, dropped; starting cold: %v", key, cause))
+	b.log.Warn("bad snapshot dropped, cold start", "function", f.display, "snapshot", key, "err", cause)
+	if err := b.cfg.Engine.Forget(ctx, w.engKey, key); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		b.log.Error("engine: forget snapshot", "snapshot", key, "err", err)
 	}
-	b.dropCached(key)
-	if err := b.cfg.Store.Delete(ctx, key); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		b.log.Error("delete bad snapshot", "snapshot", key, "err", err)
-	}
+	b.deleteSnapshots([]orchestrator.Snapshot{{Key: key}})
 }
 
-func (b *Backend) deleteSnapshots(snaps []orchestrator.Snapshot) {
-	if len(snaps) == 0 {
-		return
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), snapshotTimeout)
-		defer cancel()
-		for _, s := range snaps {
-			b.dropCached(s.Key)
-			if err := b.cfg.Store.Delete(ctx, s.Key); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-				b.log.Error("delete pruned snapshot", "snapshot", s.Key, "err", err)
-			}
-		}
-	}()
-}
-
-// outcomeQueue is how many finished calls of one worker may wait for the
-// engine before further ones are dropped from its learning.
-const outcomeQueue = 1024
-
-// released records a finished call. The engine's bookkeeping (a bbolt
-// transaction with an fsync) runs on the worker's own goroutine, in call
-// order, so neither this call's connection nor the next call waits for it.
-// Only the eviction count is enforced here, so a worker never serves more
-// than evict-after calls even when they arrive back to back.
+// released records a finished call with the engine, in call order per
+// worker, and acts on its answer: a checkpoint runs in the background; an
+// eviction retires the worker after its calls finish.
 func (b *Backend) released(f *function, w *worker, o handlers.Outcome) {
-	if !b.snapshotsEnabled() || o.Err != nil || o.StatusCode >= 500 {
-		return
-	}
-	// Counted before the eviction below: a retiring worker waits for its
-	// queued calls, since the engine may ask to checkpoint it on the last one.
-	w.pending.Add(1)
-	select {
-	case w.outcomes <- o:
-	default:
-		w.pending.Add(-1)
-		b.log.Warn("engine queue full, call not learned from", "function", f.display, "worker", w.id)
-	}
-	if e := f.evictAfter.Load(); e > 0 && w.served.Load() >= e {
-		f.mu.Lock()
-		b.retire(w)
-		b.reconcileLocked(f)
-		f.mu.Unlock()
-	}
-}
-
-// learn feeds w's finished calls to the engine until w exits; what is still
-// queued then is learned from too.
-func (b *Backend) learn(f *function, w *worker) {
-	for {
-		select {
-		case o := <-w.outcomes:
-			b.afterRequest(f, w, o)
-			w.pending.Add(-1)
-		case <-w.done:
-			for {
-				select {
-				case o := <-w.outcomes:
-					b.afterRequest(f, w, o)
-					w.pending.Add(-1)
-				default:
-					return
-				}
+	evict := false
+	if w.engKey != "" && o.Err == nil && o.StatusCode < 500 {
+		latency := o.Upstream
+		if latency <= 0 {
+			latency = o.Total
+		}
+		w.engMu.Lock()
+		act, err := b.cfg.Engine.OnRequest(context.Background(), w.engKey, &w.eng, latency)
+		lineage := w.eng.Lineage
+		w.engMu.Unlock()
+		if err != nil {
+			b.log.Error("engine: request", "function", f.display, "err", err)
+		}
+		if act.Checkpoint && !w.exited() && w.checkpoints.CompareAndSwap(0, 1) {
+			if !b.goTracked(func() { b.checkpoint(f, w, lineage) }) {
+				w.checkpoints.Store(0)
 			}
 		}
+		evict = act.Evict
 	}
-}
-
-// afterRequest feeds one call's latency to the engine and acts on its
-// answer: a checkpoint runs in the background; an eviction retires the
-// worker after its calls finish.
-func (b *Backend) afterRequest(f *function, w *worker, o handlers.Outcome) {
-	latency := o.Upstream
-	if latency <= 0 {
-		latency = o.Total
-	}
-	w.engMu.Lock()
-	act, err := b.cfg.Engine.OnRequest(context.Background(), f.key, &w.eng, latency)
-	lineage := w.eng.Lineage
-	w.engMu.Unlock()
-	if err != nil {
-		b.log.Error("engine: request", "function", f.display, "err", err)
-		return
-	}
-	if act.Checkpoint && !w.exited() && w.checkpoints.CompareAndSwap(0, 1) {
-		go b.checkpoint(f, w, lineage)
-	}
-	if act.Evict {
+	// The count is enforced here too, so a worker never serves more than
+	// evict-after calls even when they arrive back to back.
+	if e := f.evictAfter.Load(); evict || (e > 0 && w.served.Load() >= e) {
 		f.mu.Lock()
 		b.retire(w)
 		b.reconcileLocked(f)
@@ -235,18 +342,19 @@ func (b *Backend) afterRequest(f *function, w *worker, o handlers.Outcome) {
 
 // checkpoint snapshots w at lineage request number lineage: the agent dumps
 // into the work directory, the provider packs and uploads, the engine adds
-// the snapshot to the pool. A failure leaves the worker serving.
+// the snapshot to the pool of w's version. A failure leaves w serving.
 func (b *Backend) checkpoint(f *function, w *worker, lineage int) {
 	defer w.checkpoints.Store(0)
 	ctx, cancel := context.WithTimeout(context.Background(), snapshotTimeout)
 	defer cancel()
-	key := fmt.Sprintf("%s/%s/r%05d-%s", f.namespace, f.name, lineage, w.id)
+	version, _ := versionOf(f.key, w.engKey)
+	key := fmt.Sprintf("%s/%s/%s/r%05d-%s", f.namespace, f.name, version, lineage, w.id)
 	dir := filepath.Join(b.workDir, fmt.Sprintf("%s-dump-%d", w.id, lineage))
 	defer os.RemoveAll(dir)
 	fail := func(err error) {
 		w.out.write(fmt.Sprintf("checkpoint at request %d failed: %v", lineage, err))
 		b.log.Warn("checkpoint failed", "function", f.display, "worker", w.id, "request", lineage, "err", err)
-		if err := b.cfg.Engine.CheckpointFailed(ctx, f.key); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		if err := b.cfg.Engine.CheckpointFailed(ctx, w.engKey); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 			b.log.Error("engine: count failed checkpoint", "err", err)
 		}
 	}
@@ -272,16 +380,16 @@ func (b *Backend) checkpoint(f *function, w *worker, lineage int) {
 	}
 	// The dump is the images a restore would unpack: keep it as the cache
 	// entry, so the first restore of this snapshot downloads nothing.
-	if err := os.MkdirAll(filepath.Dir(b.cachePath(key)), 0o700); err == nil {
-		_ = os.Rename(dir, b.cachePath(key))
+	if err := b.adoptImages(key, dir); err != nil {
+		b.log.Warn("snapshot not cached locally", "snapshot", key, "err", err)
 	}
-	err = b.cfg.Engine.Register(ctx, f.key, orchestrator.Snapshot{
+	err = b.cfg.Engine.Register(ctx, w.engKey, orchestrator.Snapshot{
 		Key: key, RequestNumber: lineage, SizeBytes: m.PackedBytes, SHA256: m.SHA256, CreatedAt: m.CreatedAt,
 	})
 	if err != nil {
-		// The function went away meanwhile: the image has no owner.
-		b.dropCached(key)
-		_ = b.cfg.Store.Delete(ctx, key)
+		// The function or this version went away meanwhile: the image has
+		// no owner.
+		b.deleteSnapshots([]orchestrator.Snapshot{{Key: key}})
 		b.log.Warn("snapshot not registered", "function", f.display, "snapshot", key, "err", err)
 		return
 	}
@@ -296,14 +404,41 @@ func (b *Backend) checkpoint(f *function, w *worker, lineage int) {
 		"packed", m.PackedBytes, "raw", m.RawBytes, "dump", res.DumpTime, "frozen", res.FrozenTime, "upload", m.UploadTime)
 }
 
-// Inspect reports the engine's state of a function.
+// Inspect reports the engine's state of a function's current version.
 func (b *Backend) Inspect(ctx context.Context, namespace, name string) (any, error) {
 	f, err := b.function(b.namespace(namespace), name)
 	if err != nil {
 		return nil, err
 	}
-	if b.cfg.Engine == nil {
+	if !b.snapshotsEnabled() {
 		return nil, fmt.Errorf("snapshots are disabled: %w", errdefs.ErrNotFound)
 	}
-	return b.cfg.Engine.Inspect(ctx, f.key)
+	key, err := b.currentEngineKey(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	st, err := b.cfg.Engine.Inspect(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	version, _ := versionOf(f.key, key)
+	return struct {
+		Version string `json:"version"`
+		orchestrator.State
+	}{version, st}, nil
+}
+
+// currentEngineKey is the engine key the next worker of f would use.
+func (b *Backend) currentEngineKey(ctx context.Context, f *function) (string, error) {
+	f.mu.Lock()
+	in, err := b.versionInputsLocked(f)
+	f.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	version, err := b.digests.version(in)
+	if err != nil {
+		return "", err
+	}
+	return engineKey(f.key, version), nil
 }

@@ -3,12 +3,14 @@ package local
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,13 +63,28 @@ func snapshotEnv(t *testing.T, runtimeBin string, criu ...string) (*env, *snapsh
 	return e, store, storeDir
 }
 
+// inspect returns the engine's state of c's current version.
 func (e *env) inspect() orchestrator.State {
 	e.t.Helper()
-	st, err := e.b.cfg.Engine.Inspect(context.Background(), "openfaas-fn/c")
+	key := e.engineKey("c")
+	st, err := e.b.cfg.Engine.Inspect(context.Background(), key)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return st
+}
+
+func (e *env) engineKey(name string) string {
+	e.t.Helper()
+	f, err := e.b.function("openfaas-fn", name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	key, err := e.b.currentEngineKey(context.Background(), f)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return key
 }
 
 // deployCounter deploys the sample function image as "c" with the given
@@ -307,7 +324,10 @@ func (s *flakyStore) Get(ctx context.Context, key string) (io.ReadCloser, snapsh
 func TestUnavailableStoreKeepsThePool(t *testing.T) {
 	e, store, _ := snapshotEnv(t, "node")
 	flaky := &flakyStore{Store: store}
-	e.b.cfg.Store = flaky
+	tune := e.tune
+	e.tune = func(c *Config, db *bolt.DB) { tune(c, db); c.Store = flaky }
+	e.close()
+	e.open()
 	e.deployCounter("counter-node", map[string]string{"strategy": "fixed", "checkpoint-at": "2", "evict-after": "3"})
 	for i := 1; i <= 3; i++ {
 		e.count()
@@ -337,5 +357,77 @@ func TestUnavailableStoreKeepsThePool(t *testing.T) {
 	}
 	if got := e.count(); got != 3 || e.inspect().Restores != restores+1 {
 		t.Fatalf("after the store came back: count %d, restores %d→%d; want a restore at request 2", got, restores, e.inspect().Restores)
+	}
+}
+
+// After an update that changes the function, new workers never restore a
+// snapshot of the old version: they start cold (or from the new version's
+// own snapshots), and the old version's snapshots leave the store once no
+// worker of it is left. An update that changes nothing keeps the pool.
+func TestUpdateNeverRestoresOldVersion(t *testing.T) {
+	e, store, _ := snapshotEnv(t, "node")
+	annotations := map[string]string{"com.pronghorn.strategy": "fixed", "com.pronghorn.checkpoint-at": "2", "com.pronghorn.evict-after": "3"}
+	req := types.FunctionDeployment{Service: "c", Image: "counter-node", Annotations: &annotations, EnvVars: map[string]string{"V": "1"}}
+	if err := e.b.Deploy(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		e.count()
+		if i == 2 {
+			eventually(t, "the checkpoint", func() bool { return e.inspect().Checkpoints == 1 })
+		}
+	}
+	v1 := e.engineKey("c")
+	old := e.inspect().Pool[0].Key
+
+	// Same definition again: same version, the pool still serves.
+	if err := e.b.Update(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if e.engineKey("c") != v1 {
+		t.Fatal("an update that changes nothing changed the version")
+	}
+	for range 4 {
+		if got := e.count(); got < 3 {
+			t.Fatalf("after an update that changes nothing a worker answered %d: not restored", got)
+		}
+	}
+
+	req.EnvVars = map[string]string{"V": "2"}
+	if err := e.b.Update(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	v2 := e.engineKey("c")
+	if v2 == v1 {
+		t.Fatal("new environment, same version")
+	}
+	// Serve out any worker of v1 still in rotation; the first v2 worker is cold.
+	eventually(t, "a cold v2 worker", func() bool { return e.count() == 1 })
+	if f, _ := e.b.function("openfaas-fn", "c"); true {
+		f.mu.Lock()
+		for _, w := range f.workers {
+			if w.ready.Load() && !w.retiring.Load() && w.engKey != v2 {
+				t.Errorf("worker %s of version %s still serving after the update", w.id, w.engKey)
+			}
+		}
+		f.mu.Unlock()
+	}
+	eventually(t, "the old version's snapshot deleted", func() bool {
+		_, err := store.Stat(context.Background(), old)
+		return errors.Is(err, errdefs.ErrNotFound)
+	})
+	keys, err := e.b.cfg.Engine.Functions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if k == v1 {
+			t.Errorf("engine still holds the old version %s", k)
+		}
+	}
+	for _, p := range e.inspect().Pool {
+		if !strings.Contains(p.Key, strings.TrimPrefix(v2, "openfaas-fn/c@")) {
+			t.Errorf("v2 pool holds %s", p.Key)
+		}
 	}
 }

@@ -14,6 +14,9 @@ import (
 var (
 	functionsBucket = []byte("functions")
 	secretsBucket   = []byte("secrets")
+	// deletesBucket holds snapshot keys to delete from the snapshot store,
+	// until the store confirms.
+	deletesBucket = []byte("snapshot-deletes")
 )
 
 // record is a deployed function as persisted: the request as the user sent
@@ -39,7 +42,7 @@ type store struct{ db *bolt.DB }
 
 func newStore(db *bolt.DB) (*store, error) {
 	err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{functionsBucket, secretsBucket} {
+		for _, b := range [][]byte{functionsBucket, secretsBucket, deletesBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -94,15 +97,52 @@ func (s *store) deleteFunction(namespace, name string) error {
 	})
 }
 
-func (s *store) functions() ([]record, error) {
-	var out []record
-	err := s.db.View(func(tx *bolt.Tx) error {
+// functions returns every stored function. A record that cannot be decoded
+// (hand-edited, or from an incompatible version) is reported in bad and left
+// in place, so one bad record never keeps the provider from starting.
+func (s *store) functions() (recs []record, bad map[string]error, err error) {
+	bad = map[string]error{}
+	err = s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(functionsBucket).ForEach(func(k, v []byte) error {
 			var rec record
 			if err := json.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("decode function %s: %w", k, err)
+				bad[string(k)] = err
+				return nil
 			}
-			out = append(out, rec)
+			ns, name := splitKey(k)
+			if rec.Deployment.Namespace != ns || rec.Deployment.Service != name {
+				bad[string(k)] = fmt.Errorf("record names %s/%s", rec.Deployment.Namespace, rec.Deployment.Service)
+				return nil
+			}
+			recs = append(recs, rec)
+			return nil
+		})
+	})
+	return recs, bad, err
+}
+
+func (s *store) queueDeletes(keys []string) error {
+	stamp := []byte(time.Now().UTC().Format(time.RFC3339))
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(deletesBucket)
+		for _, k := range keys {
+			if err := b.Put([]byte(k), stamp); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *store) deleteDone(k string) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(deletesBucket).Delete([]byte(k)) })
+}
+
+func (s *store) pendingDeletes() ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(deletesBucket).ForEach(func(k, _ []byte) error {
+			out = append(out, string(k))
 			return nil
 		})
 	})

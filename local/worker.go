@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/pronghorn-openfaas/pronghorn/agent"
-	"github.com/pronghorn-openfaas/pronghorn/handlers"
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 )
 
@@ -42,6 +41,9 @@ type worker struct {
 	mu  sync.Mutex
 	cmd *exec.Cmd // nil until the agent is started
 
+	// engKey names the worker's function version in the engine, "" when
+	// the worker takes no part in snapshots; set before the worker starts.
+	engKey string
 	// eng is the engine's view of this worker (lineage, checkpoint plan);
 	// engMu serialises the calls that update it.
 	engMu sync.Mutex
@@ -50,14 +52,12 @@ type worker struct {
 	ready       atomic.Bool
 	retiring    atomic.Bool
 	checkpoints atomic.Int32 // in flight; at most one
-	pending     atomic.Int32 // finished calls not yet handed to the engine
 	inflight    atomic.Int64
 	served      atomic.Int64
 
-	outcomes chan handlers.Outcome // finished calls waiting for the engine
-
-	done    chan struct{} // closed when the agent has exited, or will never start
-	exitErr error         // valid after done
+	done     chan struct{} // closed when the agent has exited, or will never start
+	exitErr  error         // valid after done
+	lastLine atomic.Pointer[string]
 }
 
 func newWorkerID() string {
@@ -88,7 +88,6 @@ func newWorker(runDir string, generation uint64, out lineWriter) *worker {
 		transport:  unixTransport(filepath.Join(runDir, id+".i")),
 		control:    &http.Client{Transport: unixTransport(filepath.Join(runDir, id+".c"))},
 		out:        out,
-		outcomes:   make(chan handlers.Outcome, outcomeQueue),
 		done:       make(chan struct{}),
 	}
 }
@@ -129,13 +128,20 @@ func (w *worker) start(b *Backend, spec agent.Config) error {
 	}
 	w.cmd = cmd
 	go func() {
-		pump(output, w.out)
+		w.pump(output)
 		w.exitErr = cmd.Wait()
 		w.ready.Store(false)
 		w.transport.CloseIdleConnections()
 		close(w.done)
 	}()
 	return nil
+}
+
+// started reports whether the agent process was started.
+func (w *worker) started() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cmd != nil
 }
 
 // exited reports whether the agent has exited (or never started).
@@ -154,12 +160,28 @@ func (w *worker) abandon(err error) {
 	close(w.done)
 }
 
-func pump(r io.Reader, out lineWriter) {
+// pump copies the agent's output into the log book, keeping the last line:
+// when a replica dies, that is usually why.
+func (w *worker) pump(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
-		out.write(sc.Text())
+		line := sc.Text()
+		w.out.write(line)
+		w.lastLine.Store(&line)
 	}
+}
+
+// exitReason says why the agent exited, with its last output line.
+func (w *worker) exitReason() string {
+	reason := "exit status 0"
+	if w.exitErr != nil {
+		reason = w.exitErr.Error()
+	}
+	if last := w.lastLine.Load(); last != nil {
+		reason += ` (last output: "` + *last + `")`
+	}
+	return reason
 }
 
 // waitReady polls the agent's control socket until the function answers, the
@@ -204,6 +226,27 @@ func (w *worker) checkpoint(ctx context.Context, dir string) (agent.CheckpointRe
 		return res, fmt.Errorf("agent: %s", bytes.TrimSpace(msg))
 	}
 	return res, json.NewDecoder(resp.Body).Decode(&res)
+}
+
+// updateSecrets replaces the secret files of the running worker.
+func (w *worker) updateSecrets(ctx context.Context, secrets map[string][]byte) error {
+	body, err := json.Marshal(struct {
+		Secrets map[string][]byte `json:"secrets"`
+	}{secrets})
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://agent/secrets", bytes.NewReader(body))
+	resp, err := w.control.Do(req)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("agent: %s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	return nil
 }
 
 // stop asks the agent to shut its function down, then kills it if it has not
