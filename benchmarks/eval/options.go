@@ -1,5 +1,5 @@
 // Package eval is the evaluation driver of the paper's Section 5 (our
-// DESIGN.md §6): it deploys each benchmark function on a running Pronghorn
+// docs/architecture.md, "Evaluation pipeline"): it deploys each benchmark function on a running Pronghorn
 // provider under every strategy and eviction rate, sends sequential
 // requests, records client and server latency, reads the engine's state and
 // the snapshot metrics, and writes the latency CSV, Tables 4 and 5, latency
