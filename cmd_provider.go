@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pronghorn-openfaas/pronghorn/provider"
+
 	"github.com/openfaas/faas-provider/auth"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -105,7 +107,7 @@ func checkMaxReplicas(n uint64) error {
 
 // runningBackend is a backend the provider serves and stops on shutdown.
 type runningBackend interface {
-	handlers.Backend
+	provider.Backend
 	Close(ctx context.Context) error
 }
 
@@ -143,7 +145,7 @@ func runProvider(ctx context.Context, o providerOptions) error {
 			return err
 		}
 		defer closeState()
-		reg.MustRegister(b.Collector())
+		reg.MustRegister(b.Collectors()...)
 		backend = b
 	case "kubernetes":
 		b, err := openKubernetes(o, log)

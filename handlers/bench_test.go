@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pronghorn-openfaas/pronghorn/provider"
+
 	"github.com/openfaas/faas-provider/types"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -143,7 +145,7 @@ type benchBackend struct {
 	lease *staticLease
 }
 
-func (b *benchBackend) Acquire(ctx context.Context, ns, name string) (Lease, error) {
+func (b *benchBackend) Acquire(ctx context.Context, ns, name string) (provider.Lease, error) {
 	if name != "figlet" {
 		return b.fakeBackend.Acquire(ctx, ns, name)
 	}
@@ -158,7 +160,7 @@ type staticLease struct {
 
 func (l *staticLease) URL() *url.URL                { return l.url }
 func (l *staticLease) Transport() http.RoundTripper { return l.transport }
-func (l *staticLease) Release(Outcome)              { l.releases.Add(1) }
+func (l *staticLease) Release(provider.Outcome)     { l.releases.Add(1) }
 
 func benchRouter(b *testing.B, upstream *url.URL, tr http.RoundTripper) http.Handler {
 	fb := newFakeBackend()

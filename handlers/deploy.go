@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/openfaas/faas-provider/types"
+
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
 	"github.com/pronghorn-openfaas/pronghorn/funcspec"
 )

@@ -9,12 +9,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pronghorn-openfaas/pronghorn/provider"
+
 	"github.com/openfaas/faas-provider/logs"
 	"github.com/openfaas/faas-provider/types"
+
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
 )
 
-// fakeBackend is an in-memory Backend: functions and secrets are stored per
+// fakeBackend is an in-memory provider.Backend: functions and secrets are stored per
 // namespace, logs are canned messages, and Acquire leases point at a test
 // upstream. It is deliberately strict about errdefs kinds, like the real
 // backends must be.
@@ -32,10 +35,10 @@ type fakeBackend struct {
 	// acquireErr, when set, is returned by Acquire for existing functions.
 	acquireErr error
 	leases     []*fakeLease
-	released   chan Outcome // receives every Release, if non-nil
+	released   chan provider.Outcome // receives every Release, if non-nil
 }
 
-var _ Backend = (*fakeBackend)(nil)
+var _ provider.Backend = (*fakeBackend)(nil)
 
 func newFakeBackend() *fakeBackend {
 	return &fakeBackend{
@@ -220,7 +223,7 @@ func (f *fakeBackend) Query(ctx context.Context, req logs.Request) (<-chan logs.
 	return ch, nil
 }
 
-func (f *fakeBackend) Acquire(ctx context.Context, namespace, name string) (Lease, error) {
+func (f *fakeBackend) Acquire(ctx context.Context, namespace, name string) (provider.Lease, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.fns[namespace][name]; !ok {
@@ -244,16 +247,16 @@ type fakeLease struct {
 	ns, name  string
 	url       *url.URL
 	transport http.RoundTripper
-	notify    chan Outcome
+	notify    chan provider.Outcome
 
 	mu       sync.Mutex
-	outcomes []Outcome
+	outcomes []provider.Outcome
 }
 
 func (l *fakeLease) URL() *url.URL                { return l.url }
 func (l *fakeLease) Transport() http.RoundTripper { return l.transport }
 
-func (l *fakeLease) Release(o Outcome) {
+func (l *fakeLease) Release(o provider.Outcome) {
 	l.mu.Lock()
 	l.outcomes = append(l.outcomes, o)
 	l.mu.Unlock()
@@ -262,8 +265,8 @@ func (l *fakeLease) Release(o Outcome) {
 	}
 }
 
-func (l *fakeLease) released() []Outcome {
+func (l *fakeLease) released() []provider.Outcome {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]Outcome(nil), l.outcomes...)
+	return append([]provider.Outcome(nil), l.outcomes...)
 }

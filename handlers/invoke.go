@@ -14,7 +14,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pronghorn-openfaas/pronghorn/provider"
+
 	"github.com/gorilla/mux"
+
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
 )
 
@@ -22,7 +25,7 @@ import (
 // from zero if needed. errdefs.ErrNotFound: no such function;
 // errdefs.ErrUnavailable: no replica became ready in time.
 type Acquirer interface {
-	Acquire(ctx context.Context, namespace, name string) (Lease, error)
+	Acquire(ctx context.Context, namespace, name string) (provider.Lease, error)
 }
 
 // InvokeOptions configures MakeInvokeHandler.
@@ -122,12 +125,12 @@ func (h *invoker) serve(w http.ResponseWriter, r *http.Request) {
 // also when ReverseProxy aborts with a panic (it panics with
 // http.ErrAbortHandler when the body copy fails mid-stream, e.g. the client
 // hung up); the panic is re-raised so net/http still aborts the connection.
-func (h *invoker) forward(w http.ResponseWriter, r *http.Request, lease Lease, ns, name, params string, start time.Time) {
+func (h *invoker) forward(w http.ResponseWriter, r *http.Request, lease provider.Lease, ns, name, params string, start time.Time) {
 	target := lease.URL()
 	if target == nil {
 		// A backend bug, but the lease must still go back.
 		err := fmt.Errorf("lease for %s.%s has no URL", name, ns)
-		lease.Release(Outcome{StatusCode: http.StatusBadGateway, Err: err})
+		lease.Release(provider.Outcome{StatusCode: http.StatusBadGateway, Err: err})
 		proxyError(w, http.StatusBadGateway, "function %s.%s: %v", name, ns, err)
 		return
 	}
@@ -140,7 +143,7 @@ func (h *invoker) forward(w http.ResponseWriter, r *http.Request, lease Lease, n
 	began := time.Now()
 	defer func() {
 		p := recover()
-		out := Outcome{
+		out := provider.Outcome{
 			StatusCode: call.status,
 			Upstream:   call.upstream,
 			Total:      time.Since(began),

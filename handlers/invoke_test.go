@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pronghorn-openfaas/pronghorn/provider"
+
 	"github.com/openfaas/faas-provider/types"
+
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
 )
 
@@ -71,7 +74,7 @@ func newInvokeEnv(t *testing.T, mutate func(*Config)) (*testEnv, *echoUpstream) 
 	e := newEnv(t, mutate)
 	up := newEchoUpstream(t)
 	e.fb.upstream = mustURL(t, up.URL)
-	e.fb.released = make(chan Outcome, 64)
+	e.fb.released = make(chan provider.Outcome, 64)
 	if err := e.fb.Deploy(context.Background(), types.FunctionDeployment{Service: "figlet", Image: "x", Namespace: "dev"}); err != nil {
 		t.Fatal(err)
 	}

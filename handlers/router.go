@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/pronghorn-openfaas/pronghorn/provider"
+
 	"github.com/gorilla/mux"
 	bootstrap "github.com/openfaas/faas-provider"
 	"github.com/openfaas/faas-provider/auth"
@@ -67,9 +69,9 @@ type Config struct {
 // *mux.Router (bootstrap's is package-global and Serve calls log.Fatal) and
 // registers its metrics on reg, so it can be built more than once per
 // process (tests, restarts). It fails if reg already holds these metrics.
-func NewRouter(cfg Config, b Backend, reg prometheus.Registerer) (http.Handler, error) {
+func NewRouter(cfg Config, b provider.Backend, reg prometheus.Registerer) (http.Handler, error) {
 	if b == nil {
-		return nil, fmt.Errorf("handlers: nil Backend")
+		return nil, fmt.Errorf("handlers: nil backend")
 	}
 	gatherer := cfg.Gatherer
 	if reg == nil {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pronghorn-openfaas/pronghorn/provider"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,7 +24,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
-	"github.com/pronghorn-openfaas/pronghorn/handlers"
 )
 
 // Invocations pick pods from informer caches, not from the API server: an
@@ -152,7 +153,7 @@ func trimPod(obj any) (any, error) {
 // for pods with no call in flight (as the local backend does). With none
 // ready it scales a function at zero to one replica and waits, bounded by
 // ScaleFromZeroTimeout and ctx.
-func (b *Backend) Acquire(ctx context.Context, namespace, name string) (handlers.Lease, error) {
+func (b *Backend) Acquire(ctx context.Context, namespace, name string) (provider.Lease, error) {
 	namespace = b.namespace(namespace)
 	c, dep, err := b.lookup(ctx, namespace, name)
 	if err != nil {
@@ -337,7 +338,7 @@ type lease struct {
 func (l *lease) URL() *url.URL                { return l.slot.url }
 func (l *lease) Transport() http.RoundTripper { return l.transport }
 
-func (l *lease) Release(handlers.Outcome) {
+func (l *lease) Release(provider.Outcome) {
 	if !l.released.CompareAndSwap(false, true) {
 		return
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pronghorn-openfaas/pronghorn/provider"
+
 	"github.com/openfaas/faas-provider/logs"
 	"github.com/openfaas/faas-provider/types"
 	corev1 "k8s.io/api/core/v1"
@@ -18,7 +20,6 @@ import (
 	k8stypes "k8s.io/apimachinery/pkg/types"
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
-	"github.com/pronghorn-openfaas/pronghorn/handlers"
 )
 
 type podState int
@@ -95,7 +96,7 @@ func TestAcquirePicksReadyPodsRoundRobin(t *testing.T) {
 		if !ok || !tr.DisableCompression || tr.MaxIdleConnsPerHost != 256 || tr != b.transport {
 			t.Errorf("transport = %#v, want the backend's shared one", l.Transport())
 		}
-		l.Release(handlers.Outcome{StatusCode: 200})
+		l.Release(provider.Outcome{StatusCode: 200})
 	}
 	if len(seen) != 2 || seen["10.0.0.1"] != 3 || seen["10.0.0.2"] != 3 {
 		t.Errorf("picks = %v, want 10.0.0.1 and 10.0.0.2 three times each", seen)
@@ -114,10 +115,10 @@ func TestAcquirePicksReadyPodsRoundRobin(t *testing.T) {
 		if l.URL().Host == held.URL().Host {
 			t.Errorf("picked the busy pod %s while the other was idle", l.URL().Host)
 		}
-		l.Release(handlers.Outcome{StatusCode: 200})
+		l.Release(provider.Outcome{StatusCode: 200})
 	}
-	held.Release(handlers.Outcome{StatusCode: 200})
-	held.Release(handlers.Outcome{StatusCode: 200}) // a second release must not count twice
+	held.Release(provider.Outcome{StatusCode: 200})
+	held.Release(provider.Outcome{StatusCode: 200}) // a second release must not count twice
 
 	st, err := b.Function(ctx, testNS, "fn")
 	if err != nil {
@@ -142,7 +143,7 @@ func TestAcquirePicksReadyPodsRoundRobin(t *testing.T) {
 			t.Fatal(err)
 		}
 		found = l.URL().Hostname() == "10.0.0.3"
-		l.Release(handlers.Outcome{})
+		l.Release(provider.Outcome{})
 	}
 
 	if _, err := b.Acquire(ctx, testNS, "nope"); !errors.Is(err, errdefs.ErrNotFound) {
@@ -207,7 +208,7 @@ func TestAcquireScaleFromZero(t *testing.T) {
 				if l.URL().Host != "10.0.1.1:8080" {
 					t.Errorf("url = %s", l.URL())
 				}
-				l.Release(handlers.Outcome{StatusCode: 200})
+				l.Release(provider.Outcome{StatusCode: 200})
 			}
 			if got := *getDeployment(t, client, "fn").Spec.Replicas; got != tt.replicas {
 				t.Errorf("replicas = %d, want %d", got, tt.replicas)

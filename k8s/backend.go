@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pronghorn-openfaas/pronghorn/provider"
+
 	"github.com/openfaas/faas-provider/types"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -30,7 +32,6 @@ import (
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
 	"github.com/pronghorn-openfaas/pronghorn/funcspec"
-	"github.com/pronghorn-openfaas/pronghorn/handlers"
 )
 
 // Config tunes the Kubernetes backend.
@@ -85,7 +86,7 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// Backend implements handlers.Backend with client-go. Kubernetes holds all
+// Backend implements provider.Backend with client-go. Kubernetes holds all
 // durable state; the backend keeps only invocation counts, round-robin
 // positions and per-namespace pod caches in memory.
 type Backend struct {
@@ -100,7 +101,7 @@ type Backend struct {
 	closed    bool
 }
 
-var _ handlers.Backend = (*Backend)(nil)
+var _ provider.Backend = (*Backend)(nil)
 
 // fnState is what the provider remembers about a function between calls.
 type fnState struct {

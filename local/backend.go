@@ -22,15 +22,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pronghorn-openfaas/pronghorn/provider"
+
 	"github.com/openfaas/faas-provider/logs"
 	"github.com/openfaas/faas-provider/types"
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/pronghorn-openfaas/pronghorn/agent"
+	"github.com/pronghorn-openfaas/pronghorn/coordinator"
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
 	"github.com/pronghorn-openfaas/pronghorn/funcspec"
-	"github.com/pronghorn-openfaas/pronghorn/handlers"
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 	"github.com/pronghorn-openfaas/pronghorn/snapshot"
 )
@@ -109,28 +112,22 @@ func (c *Config) setDefaults() error {
 		c.EngineDefaults = orchestrator.DefaultConfig()
 	}
 	if c.DeleteRetryInterval <= 0 {
-		c.DeleteRetryInterval = defaultDeleteRetry
+		c.DeleteRetryInterval = coordinator.DefaultDeleteRetry
 	}
 	return nil
 }
 
-// Backend implements handlers.Backend with local processes.
+// Backend implements provider.Backend with local processes.
 type Backend struct {
-	cfg     Config
-	log     *slog.Logger
-	store   *store
-	logs    *logBook
-	runDir  string
-	workDir string // CRIU images on their way to or from the store
-	metrics *snapshotMetrics
-	digests *digester
-	names   *nameLocks
-
-	// cacheMu guards seals: the fingerprint of every cached image
-	// directory, checked before each restore from it.
-	cacheMu   sync.Mutex
-	seals     map[string]snapshot.Seal
-	downloads singleflight.Group
+	cfg    Config
+	log    *slog.Logger
+	store  *store
+	logs   *logBook
+	runDir string
+	coord  *coordinator.Coordinator
+	names  *nameLocks
+	// restarts counts replicas that died or never became ready.
+	restarts *prometheus.CounterVec
 
 	closed atomic.Bool
 	// Every goroutine the backend starts is tracked, so Close returns only
@@ -138,13 +135,12 @@ type Backend struct {
 	tasksMu     sync.Mutex
 	tasksClosed bool
 	tasks       sync.WaitGroup
-	stopJanitor chan struct{}
 
 	mu        sync.RWMutex
 	functions map[string]*function
 }
 
-var _ handlers.Backend = (*Backend)(nil)
+var _ provider.Backend = (*Backend)(nil)
 
 // New opens the backend on db and brings back every stored function's
 // replicas. Workers left over by a provider that was killed are stopped first.
@@ -161,10 +157,10 @@ func New(ctx context.Context, db *bolt.DB, cfg Config) (*Backend, error) {
 	}
 	b := &Backend{
 		cfg: cfg, log: cfg.Logger, store: st, logs: newLogBook(cfg.LogLines),
-		runDir: filepath.Join(cfg.DataDir, "run"), workDir: filepath.Join(cfg.DataDir, "work"),
-		functions: map[string]*function{}, metrics: newSnapshotMetrics(),
-		digests: newDigester(), names: newNameLocks(), seals: map[string]snapshot.Seal{},
-		stopJanitor: make(chan struct{}),
+		runDir: filepath.Join(cfg.DataDir, "run"), functions: map[string]*function{}, names: newNameLocks(),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pronghorn_replica_restarts_total", Help: "Replicas that died or never became ready and were replaced.",
+		}, []string{"function_name"}),
 	}
 	if n := killOrphans(b.runDir); n > 0 {
 		b.log.Warn("stopped orphan workers of an earlier provider", "count", n)
@@ -175,19 +171,28 @@ func New(ctx context.Context, db *bolt.DB, cfg Config) (*Backend, error) {
 	if err := os.MkdirAll(b.runDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create run dir: %w", err)
 	}
-	// Images left by a dump or download that a crash interrupted, and
-	// cached images whose seals died with the last provider.
-	_ = filepath.WalkDir(b.workDir, func(path string, d os.DirEntry, err error) error {
+	// The work dir holds CRIU images on their way to or from the store and
+	// the local copies of pool images. What is there now was left by a
+	// crash, and the seals of cached copies died with the last provider.
+	workDir := filepath.Join(cfg.DataDir, "work")
+	_ = filepath.WalkDir(workDir, func(path string, d os.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
-			_ = os.Chmod(path, 0o700)
+			_ = os.Chmod(path, 0o700) // sealed directories are read-only
 		}
 		return nil
 	})
-	if err := os.RemoveAll(b.workDir); err != nil {
+	if err := os.RemoveAll(workDir); err != nil {
 		return nil, fmt.Errorf("clean work dir: %w", err)
 	}
-	if err := os.MkdirAll(b.workDir, 0o700); err != nil {
+	if err := os.MkdirAll(workDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create work dir: %w", err)
+	}
+	b.coord, err = coordinator.New(db, coordinator.Config{
+		Engine: cfg.Engine, Store: cfg.Store, Defaults: cfg.EngineDefaults,
+		WorkDir: workDir, DeleteRetry: cfg.DeleteRetryInterval, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
 	}
 	recs, bad, err := st.functions()
 	if err != nil {
@@ -202,14 +207,11 @@ func New(ctx context.Context, db *bolt.DB, cfg Config) (*Backend, error) {
 		if err != nil {
 			b.log.Error("stored function's strategy is invalid, snapshots use the defaults", "function", rec.Deployment.Service, "err", err)
 		}
-		f := newFunction(rec, b.agentSpec(rec))
+		f := newFunction(rec, b.agentSpec(rec), b.coord.Function(rec.Deployment.Namespace, rec.Deployment.Service))
 		f.evictAfter.Store(evictAfter)
 		b.functions[f.key] = f
 	}
-	if b.snapshotsEnabled() {
-		b.collectOrphanKeys(ctx)
-		b.goTracked(func() { b.janitor(b.stopJanitor) })
-	}
+	b.coord.CollectOrphans(ctx, func(fnKey string) bool { return b.functions[fnKey] != nil })
 	for _, f := range b.functions {
 		f.mu.Lock()
 		b.reconcileLocked(f)
@@ -244,21 +246,6 @@ func (b *Backend) clampLoaded(rec record) record {
 	return rec
 }
 
-// collectOrphanKeys drops the engine's entries of functions that no longer
-// exist (deleted while the provider was down, or a delete cut short).
-func (b *Backend) collectOrphanKeys(ctx context.Context) {
-	keys, err := b.cfg.Engine.Functions(ctx)
-	if err != nil {
-		b.log.Error("engine: list functions", "err", err)
-		return
-	}
-	for _, k := range keys {
-		if _, ok := b.functions[fnKeyOf(k)]; !ok {
-			b.removeEngineKey(ctx, k)
-		}
-	}
-}
-
 // goTracked runs fn on a goroutine that Close waits for; after Close it
 // runs nothing and reports false.
 func (b *Backend) goTracked(fn func()) bool {
@@ -282,7 +269,6 @@ func (b *Backend) Close(ctx context.Context) error {
 	if b.closed.Swap(true) {
 		return nil
 	}
-	close(b.stopJanitor)
 	b.mu.Lock()
 	fns := make([]*function, 0, len(b.functions))
 	for _, f := range b.functions {
@@ -308,6 +294,7 @@ func (b *Backend) Close(ctx context.Context) error {
 		b.tasksClosed = true
 		b.tasksMu.Unlock()
 		b.tasks.Wait()
+		_ = b.coord.Close(ctx)
 		close(done)
 	}()
 	select {
@@ -362,7 +349,11 @@ func (b *Backend) prepare(req types.FunctionDeployment) (record, error) {
 	if err := checkSecretsFit(secrets); err != nil {
 		return record{}, err
 	}
-	if _, err := b.engineConfig(req.Annotations); err != nil {
+	var annotations map[string]string
+	if req.Annotations != nil {
+		annotations = *req.Annotations
+	}
+	if _, err := b.coord.EngineConfig(annotations); err != nil {
 		return record{}, err
 	}
 	var labels map[string]string
@@ -399,10 +390,14 @@ func mergeEnv(declared, requested map[string]string) map[string]string {
 
 // evictAfter returns the evict-after count of rec's strategy.
 func (b *Backend) evictAfter(rec record) (int64, error) {
-	if !b.snapshotsEnabled() {
+	if !b.coord.Enabled() {
 		return 0, nil
 	}
-	cfg, err := b.engineConfig(rec.Deployment.Annotations)
+	var annotations map[string]string
+	if rec.Deployment.Annotations != nil {
+		annotations = *rec.Deployment.Annotations
+	}
+	cfg, err := b.coord.EngineConfig(annotations)
 	if err != nil {
 		return 0, err
 	}
@@ -439,7 +434,7 @@ func (b *Backend) Deploy(ctx context.Context, req types.FunctionDeployment) erro
 		return err
 	}
 	evictAfter, _ := b.evictAfter(rec) // validated by prepare
-	f := newFunction(rec, b.agentSpec(rec))
+	f := newFunction(rec, b.agentSpec(rec), b.coord.Function(rec.Deployment.Namespace, rec.Deployment.Service))
 	f.evictAfter.Store(evictAfter)
 	b.mu.Lock()
 	b.functions[f.key] = f
@@ -536,9 +531,7 @@ func (b *Backend) Delete(ctx context.Context, namespace, name string) error {
 		}
 	}
 	b.logs.forget(f.key)
-	if b.snapshotsEnabled() {
-		b.collectVersions(f)
-	}
+	b.coord.Remove(context.WithoutCancel(ctx), f.snap)
 	b.log.Info("function deleted", "function", f.display)
 	return nil
 }
@@ -770,7 +763,7 @@ const crashLoopFailures = 2
 // Acquire picks a ready replica, scaling from zero and waiting when there is
 // none. A function whose replicas keep dying fails the call at once, saying
 // why, rather than after the whole scale-from-zero timeout.
-func (b *Backend) Acquire(ctx context.Context, namespace, name string) (handlers.Lease, error) {
+func (b *Backend) Acquire(ctx context.Context, namespace, name string) (provider.Lease, error) {
 	f, err := b.function(b.namespace(namespace), name)
 	if err != nil {
 		return nil, err
@@ -817,7 +810,7 @@ type lease struct {
 func (l *lease) URL() *url.URL                { return l.w.invokeURL }
 func (l *lease) Transport() http.RoundTripper { return l.w.transport }
 
-func (l *lease) Release(o handlers.Outcome) {
+func (l *lease) Release(o provider.Outcome) {
 	l.w.inflight.Add(-1)
 	l.w.served.Add(1)
 	l.f.invocations.Add(1)

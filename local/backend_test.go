@@ -13,13 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pronghorn-openfaas/pronghorn/provider"
+
 	"github.com/openfaas/faas-provider/logs"
 	"github.com/openfaas/faas-provider/types"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
-	"github.com/pronghorn-openfaas/pronghorn/handlers"
 )
 
 func requireRoot(t testing.TB) {
@@ -114,14 +115,14 @@ func (e *env) invoke(name string) (string, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	resp, err := lease.Transport().RoundTrip(req)
 	if err != nil {
-		lease.Release(handlers.Outcome{Err: err})
+		lease.Release(provider.Outcome{Err: err})
 		return "", err
 	}
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	// As the invoke handler reports it: the agent's measure of the function.
 	upstream, _ := strconv.ParseFloat(resp.Header.Get("X-Duration-Seconds"), 64)
-	lease.Release(handlers.Outcome{StatusCode: resp.StatusCode, Upstream: time.Duration(upstream * float64(time.Second))})
+	lease.Release(provider.Outcome{StatusCode: resp.StatusCode, Upstream: time.Duration(upstream * float64(time.Second))})
 	return string(body), err
 }
 
@@ -368,7 +369,7 @@ func TestReplicaThatDiesIsRestarted(t *testing.T) {
 	if got, err := e.invoke("phoenix"); err != nil || !strings.HasPrefix(got, "count=1") {
 		t.Fatalf("after restart: %q %v", got, err)
 	}
-	if n := testutil.ToFloat64(e.b.metrics.restarts.WithLabelValues("phoenix.openfaas-fn")); n != 1 {
+	if n := testutil.ToFloat64(e.b.restarts.WithLabelValues("phoenix.openfaas-fn")); n != 1 {
 		t.Errorf("pronghorn_replica_restarts_total = %v, want 1", n)
 	}
 }

@@ -154,9 +154,7 @@ func BenchmarkInvokeLearning(b *testing.B) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	f, _ := e.b.function("openfaas-fn", "learn")
 	w := (*f.ready.Load())[0]
-	w.engMu.Lock()
-	before := w.eng.Served
-	w.engMu.Unlock()
+	before := w.snap.Load().Served()
 
 	b.SetParallelism(8)
 	b.ResetTimer()
@@ -168,9 +166,7 @@ func BenchmarkInvokeLearning(b *testing.B) {
 	})
 	elapsed := time.Since(start)
 	b.StopTimer()
-	w.engMu.Lock()
-	learned := w.eng.Served - before
-	w.engMu.Unlock()
+	learned := w.snap.Load().Served() - before
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 	b.ReportMetric(float64(b.N-learned), "unlearned")
 	if learned != b.N {

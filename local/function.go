@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pronghorn-openfaas/pronghorn/agent"
+	"github.com/pronghorn-openfaas/pronghorn/coordinator"
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
 )
 
@@ -40,22 +41,16 @@ type function struct {
 	readyCh    chan struct{}
 	retryTimer *time.Timer
 
-	// current is the engine key (version) of the most recently spawned
-	// worker; currentSeq orders spawns, since versions are computed off the
-	// lock. configured maps engine keys to the generation+1 whose strategy
-	// they were configured with.
-	spawns     uint64
-	current    string
-	currentSeq uint64
-	configured map[string]uint64
+	// snap is the function as the snapshot coordinator tracks it.
+	snap *coordinator.Function
 }
 
-func newFunction(rec record, spec agent.Config) *function {
+func newFunction(rec record, spec agent.Config, snap *coordinator.Function) *function {
 	ns, name := rec.Deployment.Namespace, rec.Deployment.Service
 	f := &function{
 		key: ns + "/" + name, name: name, namespace: ns, display: name + "." + ns,
 		rec: rec, spec: spec, workers: map[string]*worker{}, readyCh: make(chan struct{}),
-		configured: map[string]uint64{},
+		snap: snap,
 	}
 	f.ready.Store(&[]*worker{})
 	return f

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pronghorn-openfaas/pronghorn/agent"
+	"github.com/pronghorn-openfaas/pronghorn/coordinator"
 )
 
 const maxRestartBackoff = 30 * time.Second
@@ -99,7 +100,7 @@ func (b *Backend) retire(w *worker) {
 		// Let calls finish, the engine hear about them, and a checkpoint of
 		// this worker complete: an evicted worker is often the one the
 		// engine wants snapshotted.
-		for (w.inflight.Load() > 0 || w.checkpoints.Load() > 0) && time.Now().Before(deadline) {
+		for (w.inflight.Load() > 0 || w.checkpointing()) && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		w.stop(time.Until(deadline) + time.Second)
@@ -123,16 +124,10 @@ func (b *Backend) spawn(f *function) *worker {
 	spec.Secrets = secrets
 	spec.Function = f.display
 	spec.CRIUPath = b.cfg.CRIUPath
-	in := b.versionInputs(f, spec)
-	gen, annotations := f.generation, f.rec.Deployment.Annotations
-	f.spawns++
-	seq := f.spawns
+	snapSpec := b.snapSpec(f, spec, out)
 	w := newWorker(b.runDir, f.generation, out)
 	f.workers[w.id] = w
-	if !b.goTracked(func() {
-		b.engineFor(f, w, in, gen, seq, annotations)
-		b.run(f, w, spec)
-	}) {
+	if !b.goTracked(func() { b.run(f, w, spec, snapSpec) }) {
 		delete(f.workers, w.id)
 		w.abandon(errRetiredBeforeStart)
 		return nil
@@ -140,32 +135,18 @@ func (b *Backend) spawn(f *function) *worker {
 	return w
 }
 
-// versionInputs is what w's version is computed from, given the agent
-// config it will start with. Callers hold f.mu.
-func (b *Backend) versionInputs(f *function, spec agent.Config) versionInputs {
-	d := f.rec.Deployment
-	return versionInputs{
-		dir: spec.Dir, process: spec.Process, runtime: f.rec.Runtime, env: spec.Env, secrets: spec.Secrets,
-		limits: d.Limits, requests: d.Requests, readOnly: d.ReadOnlyRootFilesystem,
-	}
-}
-
-// versionInputsLocked is versionInputs for a worker that would start now.
-func (b *Backend) versionInputsLocked(f *function) (versionInputs, error) {
-	secrets, err := b.store.secretValues(f.namespace, f.rec.Deployment.Secrets)
-	if err != nil {
-		return versionInputs{}, err
-	}
-	spec := f.spec
-	spec.Secrets = secrets
-	return b.versionInputs(f, spec), nil
-}
-
 // run is one worker's life: plan (restore or cold), start, wait until ready,
 // wait until it exits; f is reconciled after each step.
-func (b *Backend) run(f *function, w *worker, spec agent.Config) {
-	restoreKey, restoreDir := b.plan(context.Background(), f, w)
-	spec.RestoreDir = restoreDir
+func (b *Backend) run(f *function, w *worker, spec agent.Config, snapSpec coordinator.Spec) {
+	snap, restore := b.coord.Start(context.Background(), f.snap, w.id, snapSpec)
+	w.snap.Store(snap)
+	defer b.coord.Gone(snap)
+	var restoreKey string
+	if restore != nil {
+		if spec.RestoreDir = b.coord.LocalImages(snap, *restore); spec.RestoreDir != "" {
+			restoreKey = restore.Key
+		}
+	}
 	if err := w.start(b, spec); err != nil {
 		w.abandon(err)
 		f.mu.Lock()
@@ -177,7 +158,6 @@ func (b *Backend) run(f *function, w *worker, spec agent.Config) {
 		}
 		b.reconcileLocked(f)
 		f.mu.Unlock()
-		b.afterWorker(f, w)
 		return
 	}
 
@@ -188,9 +168,9 @@ func (b *Backend) run(f *function, w *worker, spec agent.Config) {
 	failed := startErr != nil && !retiredEarly
 	if startErr == nil && restoreKey != "" {
 		if st.Restored {
-			b.metrics.restore.WithLabelValues(f.display).Observe(st.RestoreTime.Seconds())
+			b.coord.Restored(snap, st.RestoreTime)
 		} else {
-			b.restoreFailed(f, w, restoreKey, errors.New(st.RestoreError), st.RestoreCorrupt)
+			b.coord.RestoreFailed(snap, restoreKey, errors.New(st.RestoreError), st.RestoreCorrupt)
 		}
 	}
 	switch {
@@ -211,7 +191,7 @@ func (b *Backend) run(f *function, w *worker, spec agent.Config) {
 	delete(f.workers, w.id)
 	if failed || !w.retiring.Load() {
 		f.restarts++
-		b.metrics.restarts.WithLabelValues(f.display).Inc()
+		b.restarts.WithLabelValues(f.display).Inc()
 		reason := "replica exited: " + w.exitReason()
 		if failed {
 			b.noteFailureLocked(f, reason)
@@ -221,26 +201,6 @@ func (b *Backend) run(f *function, w *worker, spec agent.Config) {
 	}
 	b.reconcileLocked(f)
 	f.mu.Unlock()
-	b.afterWorker(f, w)
-}
-
-// afterWorker drops w's version from the engine when w was the last worker
-// of a version that is no longer current.
-func (b *Backend) afterWorker(f *function, w *worker) {
-	if w.engKey == "" {
-		return
-	}
-	f.mu.Lock()
-	stale := w.engKey != f.current || f.deleted
-	for _, other := range f.workers {
-		if other.engKey == w.engKey {
-			stale = false
-		}
-	}
-	f.mu.Unlock()
-	if stale {
-		b.collectVersions(f)
-	}
 }
 
 // noteFailureLocked backs off restarts of a function whose replicas die

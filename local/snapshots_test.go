@@ -10,13 +10,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/openfaas/faas-provider/types"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
@@ -74,17 +75,58 @@ func (e *env) inspect() orchestrator.State {
 	return st
 }
 
+// engineKey is the engine key a worker of name starting now would have.
 func (e *env) engineKey(name string) string {
 	e.t.Helper()
 	f, err := e.b.function("openfaas-fn", name)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	key, err := e.b.currentEngineKey(context.Background(), f)
+	f.mu.Lock()
+	in, err := e.b.versionInputsLocked(f)
+	f.mu.Unlock()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	key, err := e.b.coord.CurrentKey(f.snap, in)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return key
+}
+
+// histogramCount is how many observations the backend's histogram name
+// holds, over all functions.
+func (e *env) histogramCount(name string) uint64 {
+	e.t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(e.b.Collectors()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var n uint64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				n += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return n
+}
+
+// dropLocalCopy removes the local copy of snapshot key's images, as a
+// restart or a disk clean-up would.
+func (e *env) dropLocalCopy(key string) {
+	e.t.Helper()
+	if err := os.RemoveAll(e.cachedImages(key)); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) cachedImages(key string) string {
+	return filepath.Join(e.dataDir, "work", "images", filepath.FromSlash(key))
 }
 
 // deployCounter deploys the sample function image as "c" with the given
@@ -153,7 +195,7 @@ func TestCheckpointEvictRestore(t *testing.T) {
 			}
 			// The images came from the checkpoint's own dump, kept locally:
 			// nothing was downloaded.
-			if n := testutil.CollectAndCount(e.b.metrics.download); n != 0 {
+			if n := e.histogramCount("pronghorn_download_seconds"); n != 0 {
 				t.Errorf("%d downloads for a snapshot taken on this machine", n)
 			}
 		})
@@ -240,7 +282,7 @@ func TestCorruptSnapshotFallsBackToCold(t *testing.T) {
 	corruptObject(t, storeDir, key)
 	// The provider restarted meanwhile: its local copy of the images is
 	// gone, so the next restore fetches the corrupt object.
-	e.b.dropCached(key)
+	e.dropLocalCopy(key)
 
 	if got := e.count(); got != 1 {
 		t.Fatalf("worker after a corrupt snapshot answered count %d, want a cold 1", got)
@@ -248,9 +290,10 @@ func TestCorruptSnapshotFallsBackToCold(t *testing.T) {
 	if st := e.inspect(); st.FailedRestores != 1 || len(st.Pool) != 0 {
 		t.Errorf("after corrupt restore: %+v", st)
 	}
-	if _, err := store.Stat(context.Background(), key); err == nil {
-		t.Error("corrupt snapshot still in the store")
-	}
+	eventually(t, "the corrupt snapshot deleted from the store", func() bool {
+		_, err := store.Stat(context.Background(), key)
+		return errors.Is(err, errdefs.ErrNotFound)
+	})
 }
 
 // corruptObject flips a byte in the middle of the stored object.
@@ -337,7 +380,7 @@ func TestUnavailableStoreKeepsThePool(t *testing.T) {
 	}
 	key := e.inspect().Pool[0].Key
 	flaky.down.Store(true)
-	e.b.dropCached(key) // force the next restore to fetch from the store
+	e.dropLocalCopy(key) // force the next restore to fetch from the store
 	// The worker replacing the evicted one may already have been planned
 	// while the store was up; serve it out, then the next one is cold.
 	cold := false
@@ -406,8 +449,8 @@ func TestUpdateNeverRestoresOldVersion(t *testing.T) {
 	if f, _ := e.b.function("openfaas-fn", "c"); true {
 		f.mu.Lock()
 		for _, w := range f.workers {
-			if w.ready.Load() && !w.retiring.Load() && w.engKey != v2 {
-				t.Errorf("worker %s of version %s still serving after the update", w.id, w.engKey)
+			if key := w.snap.Load().Key(); w.ready.Load() && !w.retiring.Load() && key != v2 {
+				t.Errorf("worker %s of version %s still serving after the update", w.id, key)
 			}
 		}
 		f.mu.Unlock()
@@ -430,4 +473,112 @@ func TestUpdateNeverRestoresOldVersion(t *testing.T) {
 			t.Errorf("v2 pool holds %s", p.Key)
 		}
 	}
+}
+
+// Several workers restoring a snapshot that is not cached locally fetch it
+// from the store once; a cached copy that was changed on disk is noticed
+// before a restore and fetched again, and the restore still continues the
+// counter.
+func TestImageCacheSingleFlightAndSeal(t *testing.T) {
+	e, _, _ := snapshotEnv(t, "node")
+	e.deployCounter("counter-node", map[string]string{"strategy": "fixed", "checkpoint-at": "2"})
+	e.count()
+	e.count()
+	eventually(t, "the checkpoint", func() bool { return e.inspect().Checkpoints == 1 })
+	key := e.inspect().Pool[0].Key
+	e.dropLocalCopy(key) // as after a restart
+	if err := e.b.Scale(context.Background(), "", "c", 4); err != nil {
+		t.Fatal(err)
+	}
+	e.waitAvailable("c", 4)
+	downloads := func() uint64 { return e.histogramCount("pronghorn_download_seconds") }
+	if n := downloads(); n != 1 {
+		t.Fatalf("3 concurrent restores downloaded %d times, want once", n)
+	}
+
+	// Tamper with the cached pages: the next restore must not use them.
+	entries, err := os.ReadDir(e.cachedImages(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pages string
+	for _, en := range entries {
+		if strings.HasPrefix(en.Name(), "pages-") {
+			pages = filepath.Join(e.cachedImages(key), en.Name())
+		}
+	}
+	if pages == "" {
+		t.Fatal("no pages image in the cache")
+	}
+	_ = os.Chmod(pages, 0o600)
+	if err := os.WriteFile(pages, []byte("attacker's memory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.b.Scale(context.Background(), "", "c", 5); err != nil {
+		t.Fatal(err)
+	}
+	e.waitAvailable("c", 5)
+	if n := downloads(); n != 2 {
+		t.Fatalf("after tampering: %d downloads, want 2 (the changed copy refetched)", n)
+	}
+	if st := e.inspect(); st.FailedRestores != 0 || len(st.Pool) != 1 {
+		t.Fatalf("a tampered cache cost the snapshot: %+v", st)
+	}
+	for range 10 {
+		if got := e.count(); got < 3 {
+			t.Fatalf("a replica answered %d: not restored", got)
+		}
+	}
+}
+
+// failingDeletes is a store whose deletes fail until it is healed.
+type failingDeletes struct {
+	snapshot.Store
+	broken atomic.Bool
+}
+
+func (s *failingDeletes) Delete(ctx context.Context, key string) error {
+	if s.broken.Load() {
+		return fmt.Errorf("delete %s: connection reset by peer: %w", key, errdefs.ErrUnavailable)
+	}
+	return s.Store.Delete(ctx, key)
+}
+
+// A delete the store refuses is recorded and retried until it succeeds,
+// across a provider restart, so no orphan object is left.
+func TestSnapshotDeletesAreRetried(t *testing.T) {
+	e, store, _ := snapshotEnv(t, "node")
+	failing := &failingDeletes{Store: store}
+	failing.broken.Store(true)
+	tune := e.tune
+	e.tune = func(c *Config, db *bolt.DB) {
+		tune(c, db)
+		c.Store = failing
+		c.DeleteRetryInterval = 100 * time.Millisecond
+	}
+	e.close()
+	e.open()
+	e.deployCounter("counter-node", map[string]string{"strategy": "fixed", "checkpoint-at": "1"})
+	e.count()
+	eventually(t, "the checkpoint", func() bool { return e.inspect().Checkpoints == 1 })
+	key := e.inspect().Pool[0].Key
+	if err := e.b.Delete(context.Background(), "", "c"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the delete recorded", func() bool {
+		keys, err := e.b.coord.PendingDeletes()
+		return err == nil && slices.Contains(keys, key)
+	})
+	time.Sleep(300 * time.Millisecond) // a few failed retries
+	if _, err := store.Stat(context.Background(), key); err != nil {
+		t.Fatalf("the object went although every delete failed: %v", err)
+	}
+	e.close()
+	failing.broken.Store(false)
+	e.open()
+	eventually(t, "the retried delete", func() bool {
+		_, err := store.Stat(context.Background(), key)
+		keys, _ := e.b.coord.PendingDeletes()
+		return errors.Is(err, errdefs.ErrNotFound) && len(keys) == 0
+	})
 }

@@ -14,9 +14,6 @@ import (
 var (
 	functionsBucket = []byte("functions")
 	secretsBucket   = []byte("secrets")
-	// deletesBucket holds snapshot keys to delete from the snapshot store,
-	// until the store confirms.
-	deletesBucket = []byte("snapshot-deletes")
 )
 
 // record is a deployed function as persisted: the request as the user sent
@@ -42,7 +39,7 @@ type store struct{ db *bolt.DB }
 
 func newStore(db *bolt.DB) (*store, error) {
 	err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{functionsBucket, secretsBucket, deletesBucket} {
+		for _, b := range [][]byte{functionsBucket, secretsBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -119,34 +116,6 @@ func (s *store) functions() (recs []record, bad map[string]error, err error) {
 		})
 	})
 	return recs, bad, err
-}
-
-func (s *store) queueDeletes(keys []string) error {
-	stamp := []byte(time.Now().UTC().Format(time.RFC3339))
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(deletesBucket)
-		for _, k := range keys {
-			if err := b.Put([]byte(k), stamp); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-func (s *store) deleteDone(k string) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(deletesBucket).Delete([]byte(k)) })
-}
-
-func (s *store) pendingDeletes() ([]string, error) {
-	var out []string
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(deletesBucket).ForEach(func(k, _ []byte) error {
-			out = append(out, string(k))
-			return nil
-		})
-	})
-	return out, err
 }
 
 type secretOp int

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/pronghorn-openfaas/pronghorn/agent"
-	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
+	"github.com/pronghorn-openfaas/pronghorn/coordinator"
 )
 
 // errRetiredBeforeStart is the exit reason of a worker stopped before its
@@ -41,19 +41,14 @@ type worker struct {
 	mu  sync.Mutex
 	cmd *exec.Cmd // nil until the agent is started
 
-	// engKey names the worker's function version in the engine, "" when
-	// the worker takes no part in snapshots; set before the worker starts.
-	engKey string
-	// eng is the engine's view of this worker (lineage, checkpoint plan);
-	// engMu serialises the calls that update it.
-	engMu sync.Mutex
-	eng   orchestrator.Worker
+	// snap is the worker's part in the snapshot life cycle, set once its
+	// start is planned.
+	snap atomic.Pointer[coordinator.Worker]
 
-	ready       atomic.Bool
-	retiring    atomic.Bool
-	checkpoints atomic.Int32 // in flight; at most one
-	inflight    atomic.Int64
-	served      atomic.Int64
+	ready    atomic.Bool
+	retiring atomic.Bool
+	inflight atomic.Int64
+	served   atomic.Int64
 
 	done     chan struct{} // closed when the agent has exited, or will never start
 	exitErr  error         // valid after done
@@ -135,6 +130,12 @@ func (w *worker) start(b *Backend, spec agent.Config) error {
 		close(w.done)
 	}()
 	return nil
+}
+
+// checkpointing reports whether a checkpoint of the worker is in flight.
+func (w *worker) checkpointing() bool {
+	snap := w.snap.Load()
+	return snap != nil && snap.Checkpointing()
 }
 
 // started reports whether the agent process was started.

@@ -1,4 +1,8 @@
-package handlers
+// Package provider is the contract between the faas-provider HTTP API and
+// the runtimes that carry it out: the local process backend and the
+// Kubernetes backend implement Backend, and the handlers know nothing else
+// about them. It imports neither, so backends do not import the handlers.
+package provider
 
 import (
 	"context"

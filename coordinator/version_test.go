@@ -1,4 +1,4 @@
-package local
+package coordinator
 
 import (
 	"os"
@@ -14,10 +14,10 @@ func TestVersionChangesWithWhatTheProcessSees(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "index.js"), []byte("v1"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	base := func() versionInputs {
-		return versionInputs{
-			dir: dir, process: "node index.js", runtime: "node",
-			env: map[string]string{"A": "1"}, secrets: map[string][]byte{"key": []byte("s1")},
+	base := func() VersionInputs {
+		return VersionInputs{
+			Dir: dir, Process: "node index.js", Runtime: "node",
+			Env: map[string]string{"A": "1"}, Secrets: map[string][]byte{"key": []byte("s1")},
 		}
 	}
 	d := newDigester()
@@ -27,18 +27,18 @@ func TestVersionChangesWithWhatTheProcessSees(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		change func(*versionInputs)
+		change func(*VersionInputs)
 	}{
-		{"fprocess", func(in *versionInputs) { in.process = "node other.js" }},
-		{"runtime", func(in *versionInputs) { in.runtime = "pypy" }},
-		{"env value", func(in *versionInputs) { in.env = map[string]string{"A": "2"} }},
-		{"env added", func(in *versionInputs) { in.env = map[string]string{"A": "1", "B": ""} }},
-		{"env split differently", func(in *versionInputs) { in.env = map[string]string{"A1": ""} }},
-		{"secret value", func(in *versionInputs) { in.secrets = map[string][]byte{"key": []byte("s2")} }},
-		{"secret name", func(in *versionInputs) { in.secrets = map[string][]byte{"other": []byte("s1")} }},
-		{"memory limit", func(in *versionInputs) { in.limits = &types.FunctionResources{Memory: "64Mi"} }},
-		{"cpu request", func(in *versionInputs) { in.requests = &types.FunctionResources{CPU: "100m"} }},
-		{"read-only root", func(in *versionInputs) { in.readOnly = true }},
+		{"fprocess", func(in *VersionInputs) { in.Process = "node other.js" }},
+		{"runtime", func(in *VersionInputs) { in.Runtime = "pypy" }},
+		{"env value", func(in *VersionInputs) { in.Env = map[string]string{"A": "2"} }},
+		{"env added", func(in *VersionInputs) { in.Env = map[string]string{"A": "1", "B": ""} }},
+		{"env split differently", func(in *VersionInputs) { in.Env = map[string]string{"A1": ""} }},
+		{"secret value", func(in *VersionInputs) { in.Secrets = map[string][]byte{"key": []byte("s2")} }},
+		{"secret name", func(in *VersionInputs) { in.Secrets = map[string][]byte{"other": []byte("s1")} }},
+		{"memory limit", func(in *VersionInputs) { in.Limits = &types.FunctionResources{Memory: "64Mi"} }},
+		{"cpu request", func(in *VersionInputs) { in.Requests = &types.FunctionResources{CPU: "100m"} }},
+		{"read-only root", func(in *VersionInputs) { in.ReadOnly = true }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := base()
@@ -71,7 +71,7 @@ func TestVersionFollowsDirectoryContents(t *testing.T) {
 	}
 	write(file, "one")
 	d := newDigester()
-	in := versionInputs{dir: dir, process: "node index.js"}
+	in := VersionInputs{Dir: dir, Process: "node index.js"}
 	v1, err := d.version(in)
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +99,7 @@ func TestVersionFollowsDirectoryContents(t *testing.T) {
 	if want, _ := d.version(in); again != want {
 		t.Fatalf("restarted digester: %s, want %s", again, want)
 	}
-	if _, err := d.version(versionInputs{dir: filepath.Join(dir, "absent")}); err == nil {
+	if _, err := d.version(VersionInputs{Dir: filepath.Join(dir, "absent")}); err == nil {
 		t.Fatal("a missing directory has a version")
 	}
 }
@@ -120,41 +120,7 @@ func TestEngineKeys(t *testing.T) {
 			t.Errorf("versionOf(%q, %q) = %q, %v; want %q, %v", tc.fn, tc.key, v, ours, tc.version, tc.ours)
 		}
 	}
-	if got := fnKeyOf(engineKey("ns/a", "ff")); got != "ns/a" {
+	if got := fnKeyOf(EngineKey("ns/a", "ff")); got != "ns/a" {
 		t.Errorf("fnKeyOf = %q", got)
-	}
-}
-
-func TestNameLocks(t *testing.T) {
-	n := newNameLocks()
-	unlockA := n.lock("a")
-	done := make(chan struct{})
-	go func() {
-		unlock := n.lock("b") // another name does not wait
-		unlock()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("lock of b waited for a")
-	}
-	got := make(chan struct{})
-	go func() {
-		unlock := n.lock("a")
-		close(got)
-		unlock()
-	}()
-	select {
-	case <-got:
-		t.Fatal("a locked twice")
-	case <-time.After(50 * time.Millisecond):
-	}
-	unlockA()
-	<-got
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if len(n.locks) != 0 {
-		t.Fatalf("%d locks left behind", len(n.locks))
 	}
 }

@@ -1,4 +1,4 @@
-package local
+package coordinator
 
 import (
 	"crypto/sha256"
@@ -24,17 +24,20 @@ import (
 // process is built from, and restores only snapshots of that version. The
 // engine keeps one entry per version ("<namespace>/<name>@<version>").
 
-// versionInputs is everything a worker's process sees at start that a
+// VersionInputs is everything a worker's process sees at start that a
 // snapshot would otherwise freeze.
-type versionInputs struct {
-	dir      string
-	process  string
-	runtime  string
-	env      map[string]string
-	secrets  map[string][]byte
-	limits   *types.FunctionResources
-	requests *types.FunctionResources
-	readOnly bool
+type VersionInputs struct {
+	// Dir is the function directory (local mode); Image the image
+	// reference (Kubernetes). Either or both may be set.
+	Dir      string
+	Image    string
+	Process  string
+	Runtime  string
+	Env      map[string]string
+	Secrets  map[string][]byte
+	Limits   *types.FunctionResources
+	Requests *types.FunctionResources
+	ReadOnly bool
 }
 
 // maxDigestFiles bounds the walk of a function directory: a directory that
@@ -56,10 +59,13 @@ type dirDigest struct {
 func newDigester() *digester { return &digester{dirs: map[string]dirDigest{}} }
 
 // version returns the short digest naming in's version.
-func (d *digester) version(in versionInputs) (string, error) {
-	dir, err := d.dirContent(in.dir)
-	if err != nil {
-		return "", err
+func (d *digester) version(in VersionInputs) (string, error) {
+	var dir [sha256.Size]byte
+	if in.Dir != "" {
+		var err error
+		if dir, err = d.dirContent(in.Dir); err != nil {
+			return "", err
+		}
 	}
 	h := sha256.New()
 	field := func(s string) {
@@ -68,19 +74,20 @@ func (d *digester) version(in versionInputs) (string, error) {
 	}
 	field("pronghorn-version-1")
 	h.Write(dir[:])
-	field(in.process)
-	field(in.runtime)
-	for _, k := range sortedKeys(in.env) {
+	field(in.Image)
+	field(in.Process)
+	field(in.Runtime)
+	for _, k := range sortedKeys(in.Env) {
 		field(k)
-		field(in.env[k])
+		field(in.Env[k])
 	}
 	field("secrets")
-	for _, k := range sortedKeys(in.secrets) {
-		sum := sha256.Sum256(in.secrets[k])
+	for _, k := range sortedKeys(in.Secrets) {
+		sum := sha256.Sum256(in.Secrets[k])
 		field(k)
 		h.Write(sum[:])
 	}
-	for _, r := range []*types.FunctionResources{in.limits, in.requests} {
+	for _, r := range []*types.FunctionResources{in.Limits, in.Requests} {
 		if r == nil {
 			field("-")
 			continue
@@ -88,7 +95,7 @@ func (d *digester) version(in versionInputs) (string, error) {
 		field(r.Memory)
 		field(r.CPU)
 	}
-	field(fmt.Sprint(in.readOnly))
+	field(fmt.Sprint(in.ReadOnly))
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
@@ -182,8 +189,8 @@ func walkDir(dir string, contents hash.Hash) ([sha256.Size]byte, error) {
 	return sum, nil
 }
 
-// engineKey names one version of a function in the engine.
-func engineKey(fnKey, version string) string { return fnKey + "@" + version }
+// EngineKey names one version of a function in the engine.
+func EngineKey(fnKey, version string) string { return fnKey + "@" + version }
 
 // versionOf returns the version part of an engine key of fnKey, and whether
 // key belongs to fnKey at all (the bare fnKey is an unversioned key from an
