@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pronghorn-openfaas/pronghorn/provider"
-
 	"github.com/openfaas/faas-provider/types"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pronghorn-openfaas/pronghorn/provider"
 )
 
 // BenchmarkInvoke measures what the provider adds to an invocation: the

@@ -9,12 +9,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pronghorn-openfaas/pronghorn/provider"
-
 	"github.com/openfaas/faas-provider/logs"
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
+	"github.com/pronghorn-openfaas/pronghorn/provider"
 )
 
 // fakeBackend is an in-memory provider.Backend: functions and secrets are stored per

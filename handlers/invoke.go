@@ -14,11 +14,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pronghorn-openfaas/pronghorn/provider"
-
 	"github.com/gorilla/mux"
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
+	"github.com/pronghorn-openfaas/pronghorn/provider"
 )
 
 // Acquirer hands out a lease on a ready replica of a function, scaling it

@@ -13,11 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pronghorn-openfaas/pronghorn/provider"
-
 	"github.com/openfaas/faas-provider/types"
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
+	"github.com/pronghorn-openfaas/pronghorn/provider"
 )
 
 type seenRequest struct {

@@ -5,13 +5,13 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/pronghorn-openfaas/pronghorn/provider"
-
 	"github.com/gorilla/mux"
 	bootstrap "github.com/openfaas/faas-provider"
 	"github.com/openfaas/faas-provider/auth"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pronghorn-openfaas/pronghorn/provider"
 )
 
 // Config is what the HTTP layer needs from the provider's configuration.

@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pronghorn-openfaas/pronghorn/provider"
-
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -24,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
+	"github.com/pronghorn-openfaas/pronghorn/provider"
 )
 
 // Invocations pick pods from informer caches, not from the API server: an
@@ -47,10 +46,9 @@ type nsCache struct {
 	synced      []cache.InformerSynced
 	stopCh      chan struct{}
 
-	// changed is closed and replaced whenever a pod changes, waking
-	// invocations that wait for a ready pod.
-	mu      sync.Mutex
-	changed chan struct{}
+	// changed wakes invocations that wait for a ready pod whenever a pod
+	// changes.
+	changed provider.Signal
 
 	// slots holds per-pod state (URL, calls in flight) by pod UID; entries
 	// go when the pod does.
@@ -68,19 +66,6 @@ func (c *nsCache) stop() {
 	c.factory.Shutdown()
 }
 
-func (c *nsCache) notify() {
-	c.mu.Lock()
-	close(c.changed)
-	c.changed = make(chan struct{})
-	c.mu.Unlock()
-}
-
-func (c *nsCache) changes() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.changed
-}
-
 // cacheFor returns namespace's caches, starting them on first use.
 func (b *Backend) cacheFor(namespace string) (*nsCache, error) {
 	b.mu.Lock()
@@ -94,7 +79,7 @@ func (b *Backend) cacheFor(namespace string) (*nsCache, error) {
 	factory := informers.NewSharedInformerFactoryWithOptions(b.client, 0,
 		informers.WithNamespace(namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = functionLabel }))
-	c := &nsCache{factory: factory, stopCh: make(chan struct{}), changed: make(chan struct{})}
+	c := &nsCache{factory: factory, stopCh: make(chan struct{})}
 	c.pods = factory.Core().V1().Pods().Informer()
 	// Only what picking needs is kept: whole pod specs times many pods
 	// would otherwise sit in the provider's memory for nothing.
@@ -111,8 +96,8 @@ func (b *Backend) cacheFor(namespace string) (*nsCache, error) {
 		return nil, fmt.Errorf("pod informer: %w", err)
 	}
 	if _, err := c.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { c.notify() },
-		UpdateFunc: func(any, any) { c.notify() },
+		AddFunc:    func(any) { c.changed.Notify() },
+		UpdateFunc: func(any, any) { c.changed.Notify() },
 		DeleteFunc: func(obj any) {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = t.Obj
@@ -120,7 +105,7 @@ func (b *Backend) cacheFor(namespace string) (*nsCache, error) {
 			if p, ok := obj.(*corev1.Pod); ok {
 				c.slots.Delete(p.UID)
 			}
-			c.notify()
+			c.changed.Notify()
 		},
 	}); err != nil {
 		return nil, fmt.Errorf("pod informer: %w", err)
@@ -182,19 +167,14 @@ func (b *Backend) Acquire(ctx context.Context, namespace, name string) (provider
 	if !c.waitSynced(waitCtx) {
 		return nil, unavailable()
 	}
-	for {
-		changed := c.changes()
-		// Re-check after taking the channel, so a change between the
-		// last pick and now is not slept through.
-		if s := c.pick(st, namespace, name); s != nil {
-			return b.lease(st, s), nil
-		}
-		select {
-		case <-changed:
-		case <-waitCtx.Done():
-			return nil, unavailable()
-		}
+	s, err := provider.WaitFor(waitCtx, &c.changed, func() (*podSlot, bool, error) {
+		s := c.pick(st, namespace, name)
+		return s, s != nil, nil
+	})
+	if err != nil {
+		return nil, unavailable()
 	}
+	return b.lease(st, s), nil
 }
 
 func (c *nsCache) hasSynced() bool {
@@ -294,13 +274,11 @@ func (c *nsCache) pick(st *fnState, namespace, name string) *podSlot {
 	}
 	// The indexer's order is arbitrary; round robin needs a stable one.
 	sort.Slice(ready, func(i, j int) bool { return ready[i].Name < ready[j].Name })
-	start := int(st.rr.Add(1) % uint64(n))
-	best := c.slot(ready[start])
-	for i := 1; i < n && best.inflight.Load() > 0; i++ {
-		if s := c.slot(ready[(start+i)%n]); s.inflight.Load() < best.inflight.Load() {
-			best = s
-		}
+	slots := make([]*podSlot, n)
+	for i, p := range ready {
+		slots[i] = c.slot(p)
 	}
+	best, _ := provider.PickLeastBusy(slots, &st.rr, func(s *podSlot) int64 { return s.inflight.Load() })
 	best.inflight.Add(1)
 	return best
 }

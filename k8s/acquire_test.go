@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pronghorn-openfaas/pronghorn/provider"
-
 	"github.com/openfaas/faas-provider/logs"
 	"github.com/openfaas/faas-provider/types"
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +18,7 @@ import (
 	k8stypes "k8s.io/apimachinery/pkg/types"
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
+	"github.com/pronghorn-openfaas/pronghorn/provider"
 )
 
 type podState int

@@ -24,8 +24,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/pronghorn-openfaas/pronghorn/provider"
-
 	"github.com/openfaas/faas-provider/logs"
 	"github.com/openfaas/faas-provider/types"
 	bolt "go.etcd.io/bbolt"
@@ -35,6 +33,7 @@ import (
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
 	"github.com/pronghorn-openfaas/pronghorn/funcspec"
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
+	"github.com/pronghorn-openfaas/pronghorn/provider"
 	"github.com/pronghorn-openfaas/pronghorn/snapshot"
 )
 
@@ -515,7 +514,7 @@ func (b *Backend) Delete(ctx context.Context, namespace, name string) error {
 	b.mu.Unlock()
 	f.mu.Lock()
 	f.deleted = true
-	f.wakeLocked()
+	f.changed.Notify()
 	workers := make([]*worker, 0, len(f.workers))
 	for _, w := range f.workers {
 		workers = append(workers, w)

@@ -13,14 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pronghorn-openfaas/pronghorn/provider"
-
 	"github.com/openfaas/faas-provider/logs"
 	"github.com/openfaas/faas-provider/types"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
+	"github.com/pronghorn-openfaas/pronghorn/provider"
 )
 
 func requireRoot(t testing.TB) {

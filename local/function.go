@@ -11,6 +11,7 @@ import (
 	"github.com/pronghorn-openfaas/pronghorn/agent"
 	"github.com/pronghorn-openfaas/pronghorn/coordinator"
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
+	"github.com/pronghorn-openfaas/pronghorn/provider"
 )
 
 // function is the live side of one deployed function: its replicas and the
@@ -36,9 +37,9 @@ type function struct {
 	failures    int       // consecutive workers that died before becoming ready
 	lastFailure string    // why the last of them died
 	retryAt     time.Time // no new worker before this, after failures
-	// readyCh is closed and replaced whenever a worker becomes ready or
-	// fails to, waking invocations that wait for one.
-	readyCh    chan struct{}
+	// changed wakes invocations waiting for a replica whenever a worker
+	// becomes ready or fails to.
+	changed    provider.Signal
 	retryTimer *time.Timer
 
 	// snap is the function as the snapshot coordinator tracks it.
@@ -49,30 +50,17 @@ func newFunction(rec record, spec agent.Config, snap *coordinator.Function) *fun
 	ns, name := rec.Deployment.Namespace, rec.Deployment.Service
 	f := &function{
 		key: ns + "/" + name, name: name, namespace: ns, display: name + "." + ns,
-		rec: rec, spec: spec, workers: map[string]*worker{}, readyCh: make(chan struct{}),
+		rec: rec, spec: spec, workers: map[string]*worker{},
 		snap: snap,
 	}
 	f.ready.Store(&[]*worker{})
 	return f
 }
 
-// pick returns a ready worker, round robin, preferring one with no call in
-// flight so a slow call does not queue others behind it.
+// pick returns a ready worker, or nil.
 func (f *function) pick() *worker {
-	ready := *f.ready.Load()
-	n := len(ready)
-	if n == 0 {
-		return nil
-	}
-	start := int(f.rr.Add(1) % uint64(n))
-	best := ready[start]
-	for i := 0; i < n && best.inflight.Load() > 0; i++ {
-		w := ready[(start+i)%n]
-		if w.inflight.Load() < best.inflight.Load() {
-			best = w
-		}
-	}
-	return best
+	w, _ := provider.PickLeastBusy(*f.ready.Load(), &f.rr, func(w *worker) int64 { return w.inflight.Load() })
+	return w
 }
 
 // refreshReadyLocked republishes the ready set and wakes invocations waiting
@@ -86,13 +74,8 @@ func (f *function) refreshReadyLocked() {
 	}
 	f.ready.Store(&ready)
 	if len(ready) > 0 {
-		f.wakeLocked()
+		f.changed.Notify()
 	}
-}
-
-func (f *function) wakeLocked() {
-	close(f.readyCh)
-	f.readyCh = make(chan struct{})
 }
 
 // errCrashLoop is why an invocation stopped waiting for a replica.
@@ -101,29 +84,21 @@ var errCrashLoop = errors.New("replicas keep failing to start")
 // waitReady blocks until a worker is ready, ctx ends, or crashLoop workers
 // in a row have died before becoming ready.
 func (f *function) waitReady(ctx context.Context, crashLoop int) (*worker, error) {
-	for {
+	return provider.WaitFor(ctx, &f.changed, func() (*worker, bool, error) {
 		if w := f.pick(); w != nil {
-			return w, nil
+			return w, true, nil
 		}
 		f.mu.Lock()
-		ch := f.readyCh
 		failures, why, deleted := f.failures, f.lastFailure, f.deleted
 		f.mu.Unlock()
-		if deleted {
-			return nil, fmt.Errorf("function %s: %w", f.display, errdefs.ErrNotFound)
+		switch {
+		case deleted:
+			return nil, false, fmt.Errorf("function %s: %w", f.display, errdefs.ErrNotFound)
+		case failures >= crashLoop:
+			return nil, false, fmt.Errorf("%w (%d in a row), last: %s: %w", errCrashLoop, failures, why, errdefs.ErrUnavailable)
 		}
-		if w := f.pick(); w != nil {
-			return w, nil
-		}
-		if failures >= crashLoop {
-			return nil, fmt.Errorf("%w (%d in a row), last: %s: %w", errCrashLoop, failures, why, errdefs.ErrUnavailable)
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+		return nil, false, nil
+	})
 }
 
 func (f *function) desiredReplicas() uint64 {

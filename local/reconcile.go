@@ -209,7 +209,7 @@ func (b *Backend) run(f *function, w *worker, spec agent.Config, snapSpec coordi
 func (b *Backend) noteFailureLocked(f *function, reason string) {
 	f.failures++
 	f.lastFailure = reason
-	f.wakeLocked()
+	f.changed.Notify()
 	backoff := time.Duration(250<<min(f.failures, 8)) * time.Millisecond
 	f.retryAt = time.Now().Add(min(backoff, maxRestartBackoff))
 }
