@@ -1,13 +1,13 @@
 // Command pronghorn is an OpenFaaS provider with the Pronghorn snapshot
 // orchestrator embedded. One binary: the provider, and the agent that runs
-// inside every worker.
+// inside every worker; the subcommands live in package cmd.
 package main
 
 import (
 	"fmt"
 	"os"
 
-	"github.com/spf13/cobra"
+	"github.com/pronghorn-openfaas/pronghorn/cmd"
 )
 
 // Set at build time with -ldflags "-X main.version=... -X main.commit=...".
@@ -17,15 +17,7 @@ var (
 )
 
 func main() {
-	root := &cobra.Command{
-		Use:           "pronghorn",
-		Short:         "OpenFaaS provider with checkpoint/restore orchestration for JIT runtimes",
-		Version:       fmt.Sprintf("%s (%s)", version, commit),
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.AddCommand(newProviderCommand(), newAgentCommand(), newInspectCommand(), newDoctorCommand(), newBenchCommand())
-	if err := root.Execute(); err != nil {
+	if err := cmd.NewRoot(cmd.BuildInfo{Version: version, Commit: commit}).Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "pronghorn:", err)
 		os.Exit(1)
 	}

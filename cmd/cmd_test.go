@@ -1,4 +1,4 @@
-package main
+package cmd
 
 import (
 	"bytes"
@@ -84,7 +84,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 }
 
 func TestMaxReplicasFlag(t *testing.T) {
-	cmd := newProviderCommand()
+	cmd := newProviderCommand(BuildInfo{})
 	if err := cmd.ParseFlags(nil); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package cmd
 
 import (
 	"context"
@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pronghorn-openfaas/pronghorn/provider"
-
 	"github.com/openfaas/faas-provider/auth"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -26,9 +24,11 @@ import (
 	"github.com/pronghorn-openfaas/pronghorn/k8s"
 	"github.com/pronghorn-openfaas/pronghorn/local"
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
+	"github.com/pronghorn-openfaas/pronghorn/provider"
 )
 
 type providerOptions struct {
+	build            BuildInfo
 	port             int
 	dataDir          string
 	functionsDir     string
@@ -52,8 +52,8 @@ type providerOptions struct {
 	providerURL     string
 }
 
-func newProviderCommand() *cobra.Command {
-	var o providerOptions
+func newProviderCommand(build BuildInfo) *cobra.Command {
+	o := providerOptions{build: build}
 	cmd := &cobra.Command{
 		Use:   "provider",
 		Short: "Serve the faas-provider API: functions as namespaced processes on this machine (local) or as pods (kubernetes)",
@@ -116,7 +116,7 @@ func runProvider(ctx context.Context, o providerOptions) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	log.Info("starting provider", "version", version, "backend", o.backend, "port", o.port, "data_dir", o.dataDir,
+	log.Info("starting provider", "version", o.build.Version, "backend", o.backend, "port", o.port, "data_dir", o.dataDir,
 		"functions_dir", o.functionsDir, "read_timeout", o.readTimeout, "write_timeout", o.writeTimeout,
 		"basic_auth", o.basicAuth, "secret_mount_path", o.secretMountPath, "function_namespace", o.namespace,
 		"scale_from_zero_timeout", o.scaleFromZero, "ready_timeout", o.readyTimeout, "isolate", o.isolate,
@@ -160,7 +160,7 @@ func runProvider(ctx context.Context, o providerOptions) error {
 	router, err := handlers.NewRouter(handlers.Config{
 		BasicAuth: creds, WriteTimeout: o.writeTimeout,
 		InvokeTimeout: o.writeTimeout, MaxBodyBytes: int64(o.maxBodyBytes), MaxReplicas: o.maxReplicas,
-		ProviderName: "pronghorn", Version: version, SHA: commit,
+		ProviderName: "pronghorn", Version: o.build.Version, SHA: o.build.Commit,
 		Orchestration: o.backend, DefaultNamespace: o.namespace,
 	}, backend, reg)
 	if err != nil {
