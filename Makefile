@@ -45,3 +45,15 @@ clean:
 .PHONY: eval
 eval:
 	scripts/eval.sh
+
+# A real one-node Kubernetes cluster on this machine (root): etcd, apiserver,
+# controller-manager, scheduler, containerd and kubelet as background
+# processes; state and logs in /var/lib/pronghorn-cluster, binaries cached in
+# /opt/pronghorn/k8s. Last line: export KUBECONFIG=... See cluster/up.sh.
+.PHONY: cluster cluster-down
+cluster:
+	@cluster/up.sh
+
+# Stops it and removes every trace (keeps the binary cache); safe to rerun.
+cluster-down:
+	@cluster/down.sh
