@@ -37,6 +37,9 @@ type Agent struct {
 	// gate holds calls back while a checkpoint runs.
 	gate    gate
 	secrets *secretFiles
+	// client reaches the provider and, through presigned URLs, the store.
+	client     *http.Client
+	planPolicy planPolicy
 
 	proc  atomic.Pointer[process]
 	ready atomic.Bool
@@ -45,6 +48,7 @@ type Agent struct {
 	restoreCorrupt atomic.Bool
 	restored       atomic.Bool
 	restoreDur     atomic.Int64
+	fetchDur       atomic.Int64
 	checkpointing  sync.Mutex
 }
 
@@ -63,6 +67,9 @@ type Status struct {
 	RestoreCorrupt bool `json:"restoreCorrupt,omitempty"`
 	// RestoreTime is how long CRIU took to restore the function.
 	RestoreTime time.Duration `json:"restoreTime,omitempty"`
+	// FetchTime is how long downloading, verifying and unpacking a remote
+	// image took before that (pods only).
+	FetchTime time.Duration `json:"fetchTime,omitempty"`
 }
 
 // New prepares an agent; funcLog receives the function's stdout and stderr.
@@ -79,7 +86,8 @@ func New(cfg Config, log *slog.Logger, funcLog io.Writer) (*Agent, error) {
 		port = 80
 	}
 	return &Agent{cfg: cfg, log: log, funcLog: funcLog, upstream: u.Host, upstreamPort: port,
-		secrets: newSecretFiles(cfg.SecretsDir)}, nil
+		secrets: newSecretFiles(cfg.SecretsDir), client: newHTTPClient(),
+		planPolicy: planPolicy{attempt: planAttempt, window: planWindow, backoff: planBackoff}}, nil
 }
 
 // Run sets up the worker, starts the function and serves until ctx ends or
@@ -90,6 +98,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	// nothing the agent inherited reaches the function.
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		a.log.Warn("close inherited descriptors", "err", err)
+	}
+	// Go's first process start probes clone(CLONE_PIDFD) with a child of
+	// its own, which would take the PID pinned for the function: probe now.
+	if self, err := os.FindProcess(os.Getpid()); err == nil {
+		self.Release()
 	}
 	a.reaper = newReaper()
 	defer a.reaper.Close()
@@ -134,21 +147,14 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	started := time.Now()
 	var p *process
-	if a.cfg.RestoreDir != "" {
-		restoreStart := time.Now()
-		if p, err = a.restore(ctx, a.cfg.RestoreDir); err != nil {
-			msg := err.Error()
-			a.restoreErr.Store(&msg)
-			a.restoreCorrupt.Store(snapshot.ProvenBad(err))
-			a.log.Warn("restore failed, starting cold", "function", a.cfg.Function, "err", err,
-				"snapshotBad", snapshot.ProvenBad(err))
-		} else {
-			a.restored.Store(true)
-			a.restoreDur.Store(int64(time.Since(restoreStart)))
-		}
+	switch {
+	case a.cfg.RestoreDir != "":
+		p = a.tryRestore(func() (*process, error) { return a.restore(ctx, a.cfg.RestoreDir) })
+	case a.cfg.ProviderURL != "":
+		p = a.planStart(ctx)
 	}
 	if p == nil {
-		if p, err = startFunction(a.cfg, a.reaper, a.funcLog); err != nil {
+		if p, err = startFunction(a.cfg, a.reaper, a.funcLog, a.log); err != nil {
 			return err
 		}
 	}
@@ -175,6 +181,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
+// tryRestore runs restore and records how it went for the status: nil
+// means the function is to start cold.
+func (a *Agent) tryRestore(restore func() (*process, error)) *process {
+	p, err := restore()
+	if err != nil {
+		msg := err.Error()
+		a.restoreErr.Store(&msg)
+		a.restoreCorrupt.Store(snapshot.ProvenBad(err))
+		a.log.Warn("restore failed, starting cold", "function", a.cfg.Function, "err", err,
+			"snapshotBad", snapshot.ProvenBad(err))
+		return nil
+	}
+	a.restored.Store(true)
+	return p
+}
+
 // stop asks the function to exit, then kills it; the process group goes too,
 // so helpers the function spawned do not outlive it.
 func (a *Agent) stop(p *process) {
@@ -192,7 +214,8 @@ func (a *Agent) stop(p *process) {
 func (a *Agent) controlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		st := Status{Ready: a.ready.Load(), Restored: a.restored.Load(), RestoreTime: time.Duration(a.restoreDur.Load())}
+		st := Status{Ready: a.ready.Load(), Restored: a.restored.Load(), RestoreTime: time.Duration(a.restoreDur.Load()),
+			FetchTime: time.Duration(a.fetchDur.Load())}
 		if p := a.proc.Load(); p != nil {
 			st.PID = p.pid
 		}
@@ -208,8 +231,12 @@ func (a *Agent) controlHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /checkpoint", func(w http.ResponseWriter, r *http.Request) {
 		var req CheckpointRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || req.Dir == "" {
-			http.Error(w, "body must be {\"dir\": \"<empty directory>\"}", http.StatusBadRequest)
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+			http.Error(w, checkpointUsage+": "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := req.validate(); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		if !a.checkpointing.TryLock() {
@@ -227,7 +254,8 @@ func (a *Agent) controlHandler() http.Handler {
 			http.Error(w, "checkpoint failed: "+strings.ReplaceAll(err.Error(), "\n", " | "), status)
 			return
 		}
-		a.log.Info("checkpoint", "function", a.cfg.Function, "dump", res.DumpTime, "frozen", res.FrozenTime, "bytes", res.ImageBytes)
+		a.log.Info("checkpoint", "function", a.cfg.Function, "dump", res.DumpTime, "frozen", res.FrozenTime, "bytes", res.ImageBytes,
+			"packedBytes", res.PackedBytes, "upload", res.UploadTime)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(res)
 	})

@@ -21,6 +21,9 @@ import (
 // The test binary doubles as a function process (PRONGHORN_TEST_FUNCTION=1)
 // so the agent can be exercised without any runtime installed.
 func TestMain(m *testing.M) {
+	if raw := os.Getenv(testPodEnv); raw != "" {
+		os.Exit(runTestPod(raw))
+	}
 	if os.Getenv("PRONGHORN_TEST_FUNCTION") == "1" {
 		if os.Getenv("EXIT_AT_ONCE") != "" {
 			fmt.Println("giving up")
@@ -68,6 +71,13 @@ func startAgent(t *testing.T, env map[string]string) (invoke, control *http.Clie
 // startAgentWith is startAgent with a chance to change the config first.
 func startAgentWith(t *testing.T, env map[string]string, configure func(*Config)) (invoke, control *http.Client, logs *syncBuffer, done <-chan error) {
 	t.Helper()
+	return startAgentTweaked(t, env, configure, nil)
+}
+
+// startAgentTweaked is startAgentWith with a chance to change the agent
+// before it runs (its HTTP client, its plan policy).
+func startAgentTweaked(t *testing.T, env map[string]string, configure func(*Config), tweak func(*Agent)) (invoke, control *http.Client, logs *syncBuffer, done <-chan error) {
+	t.Helper()
 	dir := t.TempDir()
 	vars := map[string]string{"PRONGHORN_TEST_FUNCTION": "1", "upstream_url": "http://" + freeAddr(t)}
 	for k, v := range env {
@@ -85,6 +95,9 @@ func startAgentWith(t *testing.T, env map[string]string, configure func(*Config)
 	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), logs)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tweak != nil {
+		tweak(a)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -195,7 +208,8 @@ func TestAgentFunctionExitingAtStart(t *testing.T) {
 func TestCheckpointRequestValidation(t *testing.T) {
 	_, control, _, _ := startAgent(t, nil)
 	waitStatus(t, control)
-	for _, body := range []string{"", "{", `{"dir": ""}`} {
+	for _, body := range []string{"", "{", `{"dir": ""}`, `{"dir": "/tmp/x", "upload": {"url": "http://minio:9000/b/o"}}`,
+		`{"upload": {"url": ""}}`, `{"upload": {"url": "/objects/k"}}`, `{"upload": {"url": "ftp://minio/b/o"}}`, `{"upload": null}`} {
 		resp, err := control.Post("http://agent/checkpoint", "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)

@@ -56,6 +56,24 @@ type Config struct {
 	// flight to finish (new calls wait meanwhile) before it gives up and
 	// lets calls through again; default 2s.
 	CheckpointDrain Duration `json:"checkpointDrain,omitempty"`
+
+	// ProviderURL is set in a Kubernetes pod whose function takes part in
+	// snapshots: before starting the function the agent asks it for a
+	// StartPlan, and restores the snapshot the plan names, if any. The pod
+	// proves who it is with the token in TokenFile. RestoreDir, when set,
+	// wins and no plan is asked for.
+	ProviderURL string `json:"providerURL,omitempty"`
+	// TokenFile holds the pod's bearer token for the provider; default
+	// /var/run/secrets/pronghorn/token.
+	TokenFile string `json:"tokenFile,omitempty"`
+	// PodName and PodNamespace name the pod in its plan request.
+	PodName      string `json:"podName,omitempty"`
+	PodNamespace string `json:"podNamespace,omitempty"`
+	// WorkDir receives remote images while they are downloaded and
+	// restored, and dumps while they are packed and uploaded; default the
+	// system's temporary directory. It needs room for a dump and its packed
+	// copy at once.
+	WorkDir string `json:"workDir,omitempty"`
 }
 
 // Duration marshals as a Go duration string so configs stay readable.
@@ -83,6 +101,7 @@ const (
 	// defaultCheckpointDrain is long enough for ordinary calls to finish and
 	// short enough that calls arriving meanwhile barely notice.
 	defaultCheckpointDrain = 2 * time.Second
+	defaultTokenFile       = "/var/run/secrets/pronghorn/token"
 )
 
 // ReadConfig decodes and validates a Config.
@@ -115,6 +134,15 @@ func (c *Config) validate() error {
 	}
 	if _, err := c.upstream(); err != nil {
 		return err
+	}
+	if c.ProviderURL != "" {
+		u, err := url.Parse(c.ProviderURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("agent config: provider URL %q is not an absolute http(s) URL", c.ProviderURL)
+		}
+		if c.TokenFile == "" {
+			c.TokenFile = defaultTokenFile
+		}
 	}
 	return nil
 }

@@ -20,6 +20,11 @@ const (
 	envSecretsDir   = "PRONGHORN_SECRETS_DIR"
 	envReadyTimeout = "PRONGHORN_READY_TIMEOUT"
 	envDrain        = "PRONGHORN_CHECKPOINT_DRAIN"
+	envProviderURL  = "PRONGHORN_PROVIDER_URL"
+	envTokenFile    = "PRONGHORN_TOKEN_FILE"
+	envPodName      = "PRONGHORN_POD_NAME"
+	envPodNamespace = "PRONGHORN_POD_NAMESPACE"
+	envWorkDir      = "PRONGHORN_WORK_DIR"
 
 	defaultInvokeAddr  = ":8080"
 	defaultControlAddr = ":8081"
@@ -40,6 +45,14 @@ const (
 // just as the OpenFaaS watchdog would start it. Isolated stays false: the
 // pod already gives the worker its own namespaces, and the agent must not
 // remount /proc or touch the network there.
+//
+// PRONGHORN_PROVIDER_URL turns snapshots on for the pod: the agent asks the
+// provider for its start plan (authenticated by PRONGHORN_TOKEN_FILE, the
+// pod named by PRONGHORN_POD_NAME and PRONGHORN_POD_NAMESPACE from the
+// downward API) and, as the pod's PID 1, pins the function's PID as an
+// isolated worker does, so its snapshots restore in any other pod.
+// PRONGHORN_WORK_DIR is where images are downloaded and dumps packed
+// (default: the system's temporary directory).
 func ConfigFromEnv(environ []string) (Config, error) {
 	env := make(map[string]string, len(environ))
 	own := map[string]string{}
@@ -63,6 +76,12 @@ func ConfigFromEnv(environ []string) (Config, error) {
 		SecretsDir:  own[envSecretsDir],
 		InvokeAddr:  orDefault(own[envInvokeAddr], defaultInvokeAddr),
 		ControlAddr: orDefault(own[envControlAddr], defaultControlAddr),
+
+		ProviderURL:  strings.TrimSpace(own[envProviderURL]),
+		TokenFile:    own[envTokenFile],
+		PodName:      own[envPodName],
+		PodNamespace: own[envPodNamespace],
+		WorkDir:      own[envWorkDir],
 	}
 	if c.Process == "" {
 		return c, fmt.Errorf("agent config from env: %s is not set: the function's command line is required", envProcess)

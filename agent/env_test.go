@@ -41,8 +41,32 @@ func TestConfigFromEnv(t *testing.T) {
 				if !maps.Equal(c.Env, wantEnv) {
 					t.Errorf("env = %v, want %v (no PRONGHORN_* keys)", c.Env, wantEnv)
 				}
+				if c.ProviderURL != "http://pronghorn.openfaas:8080" || c.TokenFile != defaultTokenFile || c.PodName != "" || c.WorkDir != "" {
+					t.Errorf("pod settings: provider %q, token file %q, pod %q, work dir %q", c.ProviderURL, c.TokenFile, c.PodName, c.WorkDir)
+				}
 			},
 		},
+		{
+			name:    "no provider: no token file either",
+			environ: []string{"fprocess=x"},
+			check: func(t *testing.T, c Config) {
+				if c.ProviderURL != "" || c.TokenFile != "" {
+					t.Errorf("provider %q, token file %q; want neither", c.ProviderURL, c.TokenFile)
+				}
+			},
+		},
+		{
+			name: "pod settings",
+			environ: []string{"fprocess=x", "PRONGHORN_PROVIDER_URL=https://gw.example:8443/", "PRONGHORN_TOKEN_FILE=/run/tok",
+				"PRONGHORN_POD_NAME=counter-7d9-x2", "PRONGHORN_POD_NAMESPACE=openfaas-fn", "PRONGHORN_WORK_DIR=/scratch"},
+			check: func(t *testing.T, c Config) {
+				if c.ProviderURL != "https://gw.example:8443/" || c.TokenFile != "/run/tok" || c.PodName != "counter-7d9-x2" ||
+					c.PodNamespace != "openfaas-fn" || c.WorkDir != "/scratch" {
+					t.Errorf("config = %+v", c)
+				}
+			},
+		},
+		{name: "bad provider URL", environ: []string{"fprocess=x", "PRONGHORN_PROVIDER_URL=pronghorn:8080"}, wantErr: "provider URL"},
 		{
 			name: "overrides",
 			environ: []string{

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -38,7 +39,7 @@ func watchProcess(pid int, exited <-chan unix.WaitStatus) *process {
 // startFunction starts the fprocess with stdin from /dev/null and stdout and
 // stderr piped to the agent's log: CRIU cannot dump a descriptor that points
 // at something outside the worker, so the function gets nothing else.
-func startFunction(cfg Config, rp *reaper, logOut io.Writer) (*process, error) {
+func startFunction(cfg Config, rp *reaper, logOut io.Writer, log *slog.Logger) (*process, error) {
 	argv := strings.Fields(cfg.Process)
 	path, err := lookPath(argv[0], cfg.Env)
 	if err != nil {
@@ -63,9 +64,19 @@ func startFunction(cfg Config, rp *reaper, logOut io.Writer) (*process, error) {
 	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true}
 
 	pid, exited, err := rp.Spawn(func() (int, error) {
-		if cfg.Isolated {
+		switch {
+		case cfg.Isolated:
 			if err := pinNextPID(functionPID - 1); err != nil {
 				return 0, fmt.Errorf("pin function pid: %w", err)
+			}
+		case cfg.ProviderURL != "" && os.Getpid() == 1:
+			// A pod's snapshots restore in other pods, whose agents' own
+			// threads and criu take the low PIDs. A pod that may not pin
+			// (not privileged) still serves; its checkpoints are refused.
+			// An agent that is not PID 1 does not own its pid namespace,
+			// and moving ns_last_pid there would move everyone's.
+			if err := pinNextPID(functionPID - 1); err != nil {
+				log.Warn("cannot pin the function's PID; this pod's snapshots are off", "function", cfg.Function, "err", err)
 			}
 		}
 		if err := cmd.Start(); err != nil {

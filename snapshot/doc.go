@@ -20,6 +20,14 @@
 //     errdefs.ErrUnavailable. Put is atomic: on any error nothing (not even a
 //     partial object) is left behind, and what a killed process left is
 //     removed by IncompleteCleaner.
+//   - Presigner is a store (MinIO, or a LazyStore over it) that hands out
+//     short-lived URLs for exactly one object, so a worker that holds no
+//     store credentials (a Kubernetes pod) can move its own snapshot:
+//     UploadURL packs and PUTs an image directory, the provider then
+//     Commits the manifest; DownloadURL fetches, verifies against the
+//     registered size and checksum, and unpacks, with the same verdicts as
+//     Download. EncryptedStore is not a Presigner: a pod would need the key,
+//     so with encryption on, pods always start cold.
 //   - Seal records an unpacked image directory's files by inode and ctime,
 //     so a cache of verified images can be checked before each restore with
 //     a few stat calls instead of hashing it again.
@@ -41,7 +49,8 @@
 // A snapshot holds the whole memory of the function, secrets included. Wrap
 // any store with NewEncryptedStore to encrypt objects with AES-256-GCM before
 // they reach it. It is off by default in local mode (the images never leave
-// the host) and recommended whenever MinIO/S3 is used.
+// the host) and recommended whenever MinIO/S3 is used. An encrypted store
+// cannot presign, so it keeps Kubernetes pods cold.
 //
 // The key is 32 bytes, loaded with LoadKeyFile from a file holding either the
 // raw 32 bytes, 64 hex digits, or standard base64 of 32 bytes (so a

@@ -32,6 +32,11 @@ const (
 
 // EncryptedStore encrypts objects with AES-256-GCM before they reach the
 // inner store and decrypts them on Get. See the package doc for the format.
+//
+// It is not a Presigner, whatever the inner store: a worker that moves an
+// object through a presigned URL would have to hold the key to encrypt or
+// decrypt it. So with an encrypted store Kubernetes pods, which never get
+// the provider's secrets, take no part in snapshots and always start cold.
 type EncryptedStore struct {
 	inner Store
 	aead  cipher.AEAD

@@ -9,6 +9,11 @@ import (
 // LazyStore opens its store on first use, and again on every use until an
 // open succeeds, so a provider can start (and serve cold) while its object
 // store is still down, and takes snapshots up once it answers.
+//
+// It is a Presigner whose methods pass through to the opened store, failing
+// with errdefs.ErrInvalid when that store cannot presign: whether it can is
+// only known once it opens. Wrap only a store that presigns (MinIO) if
+// callers decide by a type assertion.
 type LazyStore struct {
 	open func(context.Context) (Store, error)
 

@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -38,7 +37,9 @@ type MinIOConfig struct {
 // MinIOStore keeps the object at objects/<key> and the manifest as a small
 // sidecar object at manifests/<key>.json, written after the object. The
 // checksum is only known once the stream ends, so it cannot travel in the
-// object's own user metadata, which is sent before the body.
+// object's own user metadata, which is sent before the body. It is a
+// Presigner: presigned URLs point at objects/<key>, and Commit writes the
+// manifest.
 type MinIOStore struct {
 	client *minio.Client
 	bucket string
@@ -135,13 +136,7 @@ func (s *MinIOStore) Put(ctx context.Context, key string, r io.Reader, m Manifes
 	if m.CreatedAt.IsZero() {
 		m.CreatedAt = time.Now().UTC()
 	}
-	mb, err := m.marshal()
-	if err == nil {
-		_, err = s.client.PutObject(ctx, s.bucket, manifestName(key), bytes.NewReader(mb), int64(len(mb)),
-			minio.PutObjectOptions{ContentType: "application/json"})
-		err = s.wrap("put manifest "+key, err)
-	}
-	if err != nil {
+	if err := s.putManifest(ctx, key, m); err != nil {
 		// Without a manifest the object is unreachable; remove it with a
 		// fresh context in case ctx is what failed.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -265,6 +260,13 @@ func (s *MinIOStore) List(ctx context.Context, prefix string) ([]Manifest, error
 // they hold parts but are invisible) and removes objects whose manifest was
 // never written (a Put killed between its two writes, or a Delete between
 // its two removes).
+//
+// An object a worker uploaded through PresignPut has no manifest until
+// Commit, so it is removed too: at provider start nobody is left to commit
+// it, the provider that presigned the URL is gone. A committed one has its
+// manifest and is kept. A worker may still PUT to a URL presigned before
+// the start after this ran; that object waits for the next start, which is
+// why presigned URLs should live no longer than one upload takes.
 func (s *MinIOStore) CleanIncomplete(ctx context.Context) (int, error) {
 	n := 0
 	aborted := map[string]bool{}

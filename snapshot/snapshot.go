@@ -50,24 +50,31 @@ func Download(ctx context.Context, store Store, key, dir string) (Manifest, erro
 		return Manifest{}, fmt.Errorf("download %s: %w", key, err)
 	}
 	defer body.Close()
-	_, err = Unpack(ctx, body, dir)
+	return m, unpackVerified(ctx, body, key, m.PackedBytes, dir)
+}
+
+// unpackVerified unpacks body, a reader that verifies what passes through
+// it (sticky errors, its verdict at EOF), into dir, and tells a snapshot at
+// fault from a transfer or a local disk that failed.
+func unpackVerified(ctx context.Context, body io.Reader, key string, packed int64, dir string) error {
+	_, err := Unpack(ctx, body, dir)
 	if err == nil {
-		return m, nil
+		return nil
 	}
 	var se *streamError
 	if !errors.As(err, &se) {
 		// Writing dir failed (ENOSPC, EIO) or ctx ended: nothing is known
 		// about the snapshot, and the rest of it need not be fetched.
-		return m, fmt.Errorf("download %s: %w", key, err)
+		return fmt.Errorf("download %s: %w", key, err)
 	}
 	// The stream failed to decode, or failed under the decoder. Reading on
 	// gives the store's verdict: the reader is sticky, so a transfer error
 	// the decoder hit comes back, and a damaged object shows at EOF.
 	if _, verr := io.Copy(io.Discard, body); verr != nil {
 		if errors.Is(err, verr) {
-			return m, fmt.Errorf("download %s: %w", key, verr)
+			return fmt.Errorf("download %s: %w", key, verr)
 		}
-		return m, fmt.Errorf("download %s: %w (unpacking stopped with: %v)", key, verr, err)
+		return fmt.Errorf("download %s: %w (unpacking stopped with: %v)", key, verr, err)
 	}
-	return m, fmt.Errorf("download %s: %w: all %d bytes arrived and match the manifest, but: %w", key, ErrCorrupt, m.PackedBytes, err)
+	return fmt.Errorf("download %s: %w: all %d bytes arrived and match the manifest, but: %w", key, ErrCorrupt, packed, err)
 }

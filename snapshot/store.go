@@ -54,8 +54,10 @@ type Store interface {
 // IncompleteCleaner is a Store that can remove what interrupted Puts left
 // behind (temporary files, unfinished multipart uploads, objects whose
 // manifest was never written). It cannot tell an interrupted Put from one
-// still running, so call it only when no Put to the store is in progress,
-// e.g. when the provider starts. It returns how many leftovers it removed.
+// still running, nor an upload through a presigned URL from one not yet
+// committed, so call it only when no Put or presigned upload to the store
+// is in progress, e.g. when the provider starts. It returns how many
+// leftovers it removed.
 type IncompleteCleaner interface {
 	CleanIncomplete(ctx context.Context) (int, error)
 }
