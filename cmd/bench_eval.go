@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/openfaas/faas-provider/auth"
 	"github.com/spf13/cobra"
 
 	"github.com/pronghorn-openfaas/pronghorn/benchmarks/eval"
@@ -57,7 +58,7 @@ protocol (13 benchmarks, 3 strategies, 3 rates, 500 requests) takes about
 					return err
 				}
 				defer p.stop()
-				o.Gateway = p.url
+				o.Gateway, o.User, o.Password = p.url, p.creds.User, p.creds.Password
 				fmt.Fprintf(o.Stdout, "eval: provider %s (pid %d, log %s)\n", p.url, p.cmd.Process.Pid, p.logPath)
 			}
 			return eval.Run(ctx, o)
@@ -65,6 +66,9 @@ protocol (13 benchmarks, 3 strategies, 3 rates, 500 requests) takes about
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.Gateway, "gateway", o.Gateway, "provider or gateway URL (ignored with --start-provider)")
+	envString(fs, &o.User, "user", "basic_auth_user", defaultAuthUser, "basic auth user of --gateway (ignored with --start-provider)")
+	envString(fs, &o.Password, "password", "basic_auth_password", "",
+		"basic auth password of --gateway, sent when set (prefer the environment: flags show in ps; ignored with --start-provider)")
 	fs.StringSliceVar(&o.Benchmarks, "benchmarks", o.Benchmarks, "benchmark functions (directory names under the provider's functions dir)")
 	fs.StringSliceVar(&o.Strategies, "strategies", o.Strategies, "strategies: cold, fixed, request-centric, bandit")
 	fs.IntSliceVar(&o.Rates, "rates", o.Rates, "eviction rates E (requests a worker serves)")
@@ -91,6 +95,7 @@ protocol (13 benchmarks, 3 strategies, 3 rates, 500 requests) takes about
 type evalProvider struct {
 	cmd     *exec.Cmd
 	url     string
+	creds   *auth.BasicAuthCredentials
 	dataDir string
 	logPath string
 	logFile *os.File
@@ -119,12 +124,31 @@ func startEvalProvider(ctx context.Context, functionsDir, logPath string, extra 
 	if err != nil {
 		return nil, fmt.Errorf("start provider: %w", err)
 	}
+	// The provider runs with basic auth on, as it does by default, so the
+	// evaluation measures the configuration users run (auth guards only
+	// /system/*, never the measured invocations). Its credentials are
+	// written here first, so the driver knows them without waiting for
+	// the provider to create them.
+	secrets := filepath.Join(dataDir, "secrets")
+	if _, err := ensureBasicAuthFiles(secrets); err != nil {
+		os.RemoveAll(dataDir)
+		return nil, fmt.Errorf("start provider: %w", err)
+	}
+	creds, err := readBasicAuth(secrets)
+	if err != nil {
+		os.RemoveAll(dataDir)
+		return nil, fmt.Errorf("start provider: %w", err)
+	}
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		os.RemoveAll(dataDir)
 		return nil, fmt.Errorf("start provider: %w", err)
 	}
-	args := append([]string{"provider", "--port", strconv.Itoa(port), "--data-dir", dataDir, "--functions-dir", abs}, extra...)
+	// Named explicitly, so a basic_auth or secret_mount_path in the
+	// environment cannot leave the provider with other credentials than
+	// the driver sends.
+	args := append([]string{"provider", "--port", strconv.Itoa(port), "--data-dir", dataDir, "--functions-dir", abs,
+		"--basic-auth=true", "--secret-mount-path", secrets}, extra...)
 	// Not CommandContext: the provider gets SIGTERM and time to retire its
 	// workers in stop, not a SIGKILL when ctx ends.
 	cmd := exec.Command(self, args...)
@@ -134,7 +158,7 @@ func startEvalProvider(ctx context.Context, functionsDir, logPath string, extra 
 		os.RemoveAll(dataDir)
 		return nil, fmt.Errorf("start provider: %w", err)
 	}
-	p := &evalProvider{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), dataDir: dataDir, logPath: logPath, logFile: logFile, done: make(chan error, 1)}
+	p := &evalProvider{cmd: cmd, url: fmt.Sprintf("http://127.0.0.1:%d", port), creds: creds, dataDir: dataDir, logPath: logPath, logFile: logFile, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
 	if err := p.waitHealthy(ctx, 30*time.Second); err != nil {
 		p.stop()

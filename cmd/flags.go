@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -19,6 +20,20 @@ func envString(fs *pflag.FlagSet, p *string, name, env, def, usage string) {
 		def = v
 	}
 	fs.StringVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+}
+
+// envStringArray is a repeatable flag whose environment variable holds the
+// values comma-separated. Flag values are not split, so a path may hold a comma.
+func envStringArray(fs *pflag.FlagSet, p *[]string, name, env, usage string) {
+	var def []string
+	if v, ok := os.LookupEnv(env); ok {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				def = append(def, s)
+			}
+		}
+	}
+	fs.StringArrayVar(p, name, def, fmt.Sprintf("%s (repeatable; env %s, comma-separated)", usage, env))
 }
 
 func envInt(fs *pflag.FlagSet, p *int, name, env string, def int, usage string) error {

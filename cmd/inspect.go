@@ -56,8 +56,9 @@ func newInspectCommand() *cobra.Command {
 	envString(cmd.Flags(), &gateway, "gateway", "OPENFAAS_URL", "http://127.0.0.1:8080",
 		"the provider's URL; not the OpenFaaS gateway's, which does not forward /system/pronghorn/*")
 	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "function namespace (default: the provider's)")
-	envString(cmd.Flags(), &user, "user", "basic_auth_user", "", "basic auth user")
-	envString(cmd.Flags(), &password, "password", "basic_auth_password", "", "basic auth password")
+	envString(cmd.Flags(), &user, "user", "basic_auth_user", defaultAuthUser, "basic auth user")
+	envString(cmd.Flags(), &password, "password", "basic_auth_password", "",
+		"basic auth password, sent when set (prefer the environment: flags show in ps); a local provider keeps it in <data-dir>/secrets/"+authPasswordFile)
 	cmd.Flags().BoolVar(&raw, "json", false, "print the raw JSON")
 	return cmd
 }
@@ -73,7 +74,7 @@ func fetchState(ctx context.Context, client *http.Client, base, name, namespace,
 	if err != nil {
 		return nil, err
 	}
-	if user != "" {
+	if password != "" {
 		req.SetBasicAuth(user, password)
 	}
 	resp, err := client.Do(req)
@@ -95,6 +96,10 @@ func fetchState(ctx context.Context, client *http.Client, base, name, namespace,
 // function with "function NAME.NS: ... not found"; any other 404 means the
 // route itself is missing, and the usual cause is asking the gateway.
 func stateError(code int, status, body string) error {
+	if code == http.StatusUnauthorized {
+		return fmt.Errorf("%s: %s: set basic_auth_password (and basic_auth_user if not %s) to the provider's credentials; "+
+			"a local provider keeps them in <data-dir>/secrets", status, body, defaultAuthUser)
+	}
 	if code == http.StatusNotFound && !strings.HasPrefix(body, "function ") {
 		return fmt.Errorf("%s: %s: %s (a provider with --backend kubernetes has no snapshot state to inspect)", status, body, gatewayHint)
 	}

@@ -13,18 +13,20 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/openfaas/faas-provider/auth"
+	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/pronghorn-openfaas/pronghorn/coordinator"
 	"github.com/pronghorn-openfaas/pronghorn/funcspec"
 	"github.com/pronghorn-openfaas/pronghorn/handlers"
 	"github.com/pronghorn-openfaas/pronghorn/k8s"
 	"github.com/pronghorn-openfaas/pronghorn/local"
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 	"github.com/pronghorn-openfaas/pronghorn/provider"
+	"github.com/pronghorn-openfaas/pronghorn/snapshot"
 )
 
 type providerOptions struct {
@@ -32,6 +34,7 @@ type providerOptions struct {
 	port             int
 	dataDir          string
 	functionsDir     string
+	allowFnDirs      []string
 	readTimeout      time.Duration
 	writeTimeout     time.Duration
 	basicAuth        bool
@@ -41,6 +44,7 @@ type providerOptions struct {
 	readyTimeout     time.Duration
 	maxBodyBytes     int
 	maxReplicas      uint64
+	pidsMax          int64
 	isolate          bool
 	shutdownDeadline time.Duration
 	snapshots        snapshotOptions
@@ -68,17 +72,25 @@ func newProviderCommand(build BuildInfo) *cobra.Command {
 	note := func(err error) { errs = append(errs, err) }
 	note(envInt(fs, &o.port, "port", "port", 8080, "TCP port of the API"))
 	envString(fs, &o.dataDir, "data-dir", "data_dir", "/var/lib/pronghorn", "state directory: bbolt file, worker sockets, snapshots")
-	envString(fs, &o.functionsDir, "functions-dir", "functions_dir", "/var/lib/pronghorn/functions", "where a deploy's image name is looked up as a function directory")
+	envString(fs, &o.functionsDir, "functions-dir", "functions_dir", "/var/lib/pronghorn/functions",
+		"where a deploy's image name is looked up as a function directory; an image must name a directory under it")
+	envStringArray(fs, &o.allowFnDirs, "allow-function-dir", "allow_function_dirs",
+		"local: a directory outside --functions-dir that a deploy's image may name by absolute path, as may any directory under it")
 	note(envDuration(fs, &o.readTimeout, "read-timeout", "read_timeout", 60*time.Second, "HTTP read timeout"))
 	note(envDuration(fs, &o.writeTimeout, "write-timeout", "write_timeout", 60*time.Second, "HTTP write timeout, bounds an invocation"))
-	note(envBool(fs, &o.basicAuth, "basic-auth", "basic_auth", false, "require basic auth on /system/* with credentials from --secret-mount-path"))
-	envString(fs, &o.secretMountPath, "secret-mount-path", "secret_mount_path", "/var/openfaas/secrets", "directory holding basic-auth-user and basic-auth-password")
+	note(envBool(fs, &o.basicAuth, "basic-auth", "basic_auth", true,
+		"require basic auth on /system/* with the credentials in --secret-mount-path; false lets anyone who reaches the API deploy code"))
+	envString(fs, &o.secretMountPath, "secret-mount-path", "secret_mount_path", "",
+		"directory holding basic-auth-user and basic-auth-password (default: local, <data-dir>/secrets, generated at first start; kubernetes, "+
+			kubernetesSecretMountPath+")")
 	envString(fs, &o.namespace, "function-namespace", "function_namespace", "openfaas-fn", "namespace used when a request names none")
 	note(envDuration(fs, &o.scaleFromZero, "scale-from-zero-timeout", "scale_from_zero_timeout", 30*time.Second, "how long an invocation waits for a replica"))
 	note(envDuration(fs, &o.readyTimeout, "ready-timeout", "ready_timeout", 30*time.Second, "how long a new replica may take to answer"))
 	note(envInt(fs, &o.maxBodyBytes, "max-body-bytes", "max_body_bytes", 1<<20, "largest JSON body accepted on /system/*"))
 	note(envUint64(fs, &o.maxReplicas, "max-replicas", "max_replicas", funcspec.DefaultMaxReplicas,
 		"most replicas any function may have; a function's com.openfaas.scale.max label may only lower it"))
+	note(envInt64(fs, &o.pidsMax, "worker-pids-max", "worker_pids_max", local.DefaultPidsMax,
+		"local: the most tasks (processes and threads) one worker may have, agent and function together"))
 	note(envBool(fs, &o.isolate, "isolate", "isolate", true, "run each replica in its own pid, net and mount namespaces (needs root)"))
 	note(envDuration(fs, &o.shutdownDeadline, "shutdown-timeout", "shutdown_timeout", 30*time.Second, "how long shutdown waits for calls and replicas to end"))
 	envString(fs, &o.backend, "backend", "backend", "local", "where functions run: local (namespaced processes on this machine) or kubernetes (pods)")
@@ -115,29 +127,36 @@ func runProvider(ctx context.Context, o providerOptions) error {
 	if err := checkMaxReplicas(o.maxReplicas); err != nil {
 		return err
 	}
+	// Checked before the credentials, which may be written to the data dir.
+	switch o.backend {
+	case "local":
+		if err := checkLocal(&o); err != nil {
+			return err
+		}
+	case "kubernetes":
+	default:
+		return fmt.Errorf("--backend %q: want local or kubernetes", o.backend)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	log.Info("starting provider", "version", o.build.Version, "backend", o.backend, "port", o.port, "data_dir", o.dataDir,
-		"functions_dir", o.functionsDir, "read_timeout", o.readTimeout, "write_timeout", o.writeTimeout,
-		"basic_auth", o.basicAuth, "secret_mount_path", o.secretMountPath, "function_namespace", o.namespace,
+		"functions_dir", o.functionsDir, "allow_function_dirs", o.allowFnDirs, "read_timeout", o.readTimeout, "write_timeout", o.writeTimeout,
+		"basic_auth", o.basicAuth, "secret_mount_path", o.authSource().dir, "function_namespace", o.namespace,
 		"scale_from_zero_timeout", o.scaleFromZero, "ready_timeout", o.readyTimeout, "isolate", o.isolate,
-		"max_replicas", o.maxReplicas,
+		"max_replicas", o.maxReplicas, "worker_pids_max", o.pidsMax,
 		"snapshot_store", o.snapshots.store, "snapshot_encrypted", o.snapshots.keyFile != "", "criu", o.snapshots.criu,
 		"strategy", o.snapshots.engine.Strategy, "evict_after", o.snapshots.engine.EvictAfter,
 		"pool_capacity", o.snapshots.engine.PoolCapacity, "horizon", o.snapshots.engine.Horizon,
 		"agent_image", o.agentImage)
 
-	var creds *auth.BasicAuthCredentials
-	if o.basicAuth {
-		reader := auth.ReadBasicAuthFromDisk{SecretMountPath: o.secretMountPath}
-		var err error
-		if creds, err = reader.Read(); err != nil {
-			return fmt.Errorf("basic auth: %w", err)
-		}
+	creds, err := loadBasicAuth(o, log)
+	if err != nil {
+		return err
 	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var backend runningBackend
+	var agentPlans http.Handler // kubernetes: pods ask for their start plans
 	switch o.backend {
 	case "local":
 		b, closeState, err := openLocal(ctx, o, log)
@@ -148,13 +167,13 @@ func runProvider(ctx context.Context, o providerOptions) error {
 		reg.MustRegister(b.Collectors()...)
 		backend = b
 	case "kubernetes":
-		b, err := openKubernetes(o, log)
+		b, closeState, err := openKubernetes(ctx, o, log)
 		if err != nil {
 			return err
 		}
+		defer closeState()
+		agentPlans = b.AgentHandler()
 		backend = b
-	default:
-		return fmt.Errorf("--backend %q: want local or kubernetes", o.backend)
 	}
 
 	router, err := handlers.NewRouter(handlers.Config{
@@ -162,6 +181,12 @@ func runProvider(ctx context.Context, o providerOptions) error {
 		InvokeTimeout: o.writeTimeout, MaxBodyBytes: int64(o.maxBodyBytes), MaxReplicas: o.maxReplicas,
 		ProviderName: "pronghorn", Version: o.build.Version, SHA: o.build.Commit,
 		Orchestration: o.backend, DefaultNamespace: o.namespace,
+		Extra: func(r *mux.Router, _ func(http.HandlerFunc) http.HandlerFunc) {
+			// Not behind basic auth: a pod proves who it is with its own token.
+			if agentPlans != nil {
+				r.Handle(k8s.PlanPath, agentPlans).Methods(http.MethodPost)
+			}
+		},
 	}, backend, reg)
 	if err != nil {
 		_ = backend.Close(context.Background())
@@ -170,16 +195,37 @@ func runProvider(ctx context.Context, o providerOptions) error {
 	return serve(ctx, o, log, router, backend)
 }
 
+// checkLocal refuses a local-mode configuration that cannot work, and makes
+// the function directories absolute: they are compared with the absolute
+// paths that deploys name.
+func checkLocal(o *providerOptions) error {
+	if err := o.snapshots.engine.Validate(); err != nil {
+		return fmt.Errorf("engine defaults: %w", err)
+	}
+	if o.isolate && os.Geteuid() != 0 {
+		return fmt.Errorf("local mode runs every replica in its own namespaces and needs root; run as root (or pass --isolate=false for a development setup without isolation)")
+	}
+	dir, err := filepath.Abs(o.functionsDir)
+	if err != nil {
+		return fmt.Errorf("--functions-dir: %w", err)
+	}
+	o.functionsDir = dir
+	allowed := make([]string, 0, len(o.allowFnDirs))
+	for _, d := range o.allowFnDirs {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return fmt.Errorf("--allow-function-dir %q: %w", d, err)
+		}
+		allowed = append(allowed, abs)
+	}
+	o.allowFnDirs = allowed
+	return nil
+}
+
 // openLocal opens the state file, the snapshot store and the engine, and
 // starts the local backend; closeState closes the state file after the
 // backend has stopped.
 func openLocal(ctx context.Context, o providerOptions, log *slog.Logger) (*local.Backend, func(), error) {
-	if err := o.snapshots.engine.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("engine defaults: %w", err)
-	}
-	if o.isolate && os.Geteuid() != 0 {
-		return nil, nil, fmt.Errorf("local mode runs every replica in its own namespaces and needs root; run as root (or pass --isolate=false for a development setup without isolation)")
-	}
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -206,7 +252,7 @@ func openLocal(ctx context.Context, o providerOptions, log *slog.Logger) (*local
 		db.Close()
 	}
 	b, err := local.New(ctx, db, local.Config{
-		DataDir: o.dataDir, FunctionsDir: o.functionsDir, Isolate: o.isolate,
+		DataDir: o.dataDir, FunctionsDir: o.functionsDir, AllowedFunctionDirs: o.allowFnDirs, Isolate: o.isolate, PidsMax: o.pidsMax,
 		DefaultNamespace: o.namespace, ScaleFromZeroTimeout: o.scaleFromZero,
 		ReadyTimeout: o.readyTimeout, MaxReplicas: o.maxReplicas, Logger: log,
 		Engine: engine, Store: store, EngineDefaults: o.snapshots.engine, CRIUPath: o.snapshots.criu,
@@ -218,18 +264,77 @@ func openLocal(ctx context.Context, o providerOptions, log *slog.Logger) (*local
 	return b, closeState, nil
 }
 
-func openKubernetes(o providerOptions, log *slog.Logger) (*k8s.Backend, error) {
-	if o.snapshots.store != "none" {
-		log.Warn("snapshots are not yet orchestrated in kubernetes mode: workers start cold", "snapshot_store", o.snapshots.store)
+// openKubernetes starts the Kubernetes backend and, with a snapshot store,
+// its snapshot coordinator, whose state file lives in the data dir (a
+// volume that outlives the provider's pod); closeState closes it after the
+// backend has stopped.
+func openKubernetes(ctx context.Context, o providerOptions, log *slog.Logger) (*k8s.Backend, func(), error) {
+	if len(o.allowFnDirs) > 0 {
+		log.Warn("--allow-function-dir has no effect in kubernetes mode: images are container images there")
 	}
 	client, err := k8s.ClientFromEnvironment(o.kubeconfig)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return k8s.New(client, k8s.Config{
+	coord, closeState, err := openKubernetesSnapshots(ctx, o, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := k8s.New(client, k8s.Config{
 		DefaultNamespace: o.namespace, AgentImage: o.agentImage, ImagePullPolicy: o.imagePullPolicy,
-		ScaleFromZeroTimeout: o.scaleFromZero, MaxReplicas: o.maxReplicas, ProviderURL: o.providerURL, Logger: log,
+		ScaleFromZeroTimeout: o.scaleFromZero, MaxReplicas: o.maxReplicas, ProviderURL: o.providerURL,
+		Snapshots: coord, Logger: log,
 	})
+	if err != nil {
+		closeState()
+		return nil, nil, err
+	}
+	return b, closeState, nil
+}
+
+// openKubernetesSnapshots opens the coordinator of kubernetes mode, or
+// none when there is no store: pods then start cold.
+func openKubernetesSnapshots(ctx context.Context, o providerOptions, log *slog.Logger) (*coordinator.Coordinator, func(), error) {
+	if o.snapshots.store == "none" {
+		return nil, func() {}, nil
+	}
+	if o.providerURL == "" {
+		log.Warn("no --provider-url: function pods cannot ask for their plans and start cold")
+	}
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("data dir: %w", err)
+	}
+	db, err := bolt.Open(filepath.Join(o.dataDir, "pronghorn.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open state file (is another provider using %s?): %w", o.dataDir, err)
+	}
+	store, err := o.snapshots.openStore(ctx, o.dataDir, log)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	if _, ok := store.(snapshot.Presigner); !ok {
+		log.Warn("the snapshot store cannot presign URLs (only MinIO/S3 without --snapshot-key-file can): function pods start cold", "snapshot_store", o.snapshots.store)
+	}
+	engine, err := orchestrator.Open(db, orchestrator.WithLogger(log))
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	coord, err := coordinator.New(db, coordinator.Config{
+		Engine: engine, Store: store, Defaults: o.snapshots.engine,
+		WorkDir: filepath.Join(o.dataDir, "work"), Logger: log,
+	})
+	if err != nil {
+		_ = engine.Close(ctx)
+		db.Close()
+		return nil, nil, err
+	}
+	return coord, func() {
+		_ = coord.Close(context.Background())
+		_ = engine.Close(context.Background())
+		db.Close()
+	}, nil
 }
 
 // serve runs the API until ctx ends, then drains calls and stops the backend.

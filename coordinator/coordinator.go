@@ -181,11 +181,13 @@ func (c *Coordinator) Function(namespace, name string) *Function {
 // Worker is one worker's part in the life cycle. Its methods are safe for
 // concurrent use.
 type Worker struct {
-	id      string
-	fn      *Function
-	runtime string
-	logf    func(format string, args ...any)
-	key     string // engine key; "" when the worker takes no part in snapshots
+	id       string
+	fn       *Function
+	runtime  string
+	logf     func(format string, args ...any)
+	dumper   Dumper
+	uploader Uploader
+	key      string // engine key; "" when the worker takes no part in snapshots
 
 	mu  sync.Mutex // serialises the engine's updates of eng, in call order
 	eng orchestrator.Worker

@@ -110,19 +110,25 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-// spec is a fixed(2) worker of the function in fnDir with env release.
-func (e *env) spec(release string) Spec {
+// spec is a fixed(2) worker of the function in fnDir with env release,
+// checkpointed by dump (a fake that never fails when nil).
+func (e *env) spec(release string, dump ...Dumper) Spec {
+	var d Dumper = &fakeDump{}
+	if len(dump) > 0 {
+		d = dump[0]
+	}
 	return Spec{
+		Dumper:      d,
 		Version:     VersionInputs{Dir: e.fnDir, Process: "node index.js", Env: map[string]string{"RELEASE": release}},
 		Annotations: map[string]string{"com.pronghorn.strategy": "fixed", "com.pronghorn.checkpoint-at": "2"},
 	}
 }
 
 // serve has w serve n calls and waits for any checkpoint they caused.
-func (e *env) serve(w *Worker, n int, dump Dumper) {
+func (e *env) serve(w *Worker, n int) {
 	e.t.Helper()
 	for range n {
-		e.c.Observe(w, Outcome{Latency: time.Millisecond}, dump)
+		e.c.Observe(w, Outcome{Latency: time.Millisecond})
 	}
 	eventually(e.t, "the checkpoint to finish", func() bool { return !w.Checkpointing() })
 }
@@ -159,11 +165,11 @@ func TestCheckpointThenRestore(t *testing.T) {
 	e := newEnv(t)
 	f := e.c.Function("ns", "fn")
 	dump := &fakeDump{}
-	w1, restore := e.c.Start(t.Context(), f, "w1", e.spec("1"))
+	w1, restore := e.c.Start(t.Context(), f, "w1", e.spec("1", dump))
 	if restore != nil || w1.Key() == "" {
 		t.Fatalf("first worker: restore %v, key %q", restore, w1.Key())
 	}
-	e.serve(w1, 2, dump)
+	e.serve(w1, 2)
 	pool := e.pool(w1.Key())
 	if dump.n.Load() != 1 || len(pool) != 1 || pool[0].RequestNumber != 2 || !e.stored(pool[0].Key) {
 		t.Fatalf("after 2 calls: %d dumps, pool %+v", dump.n.Load(), pool)
@@ -187,7 +193,7 @@ func TestLocalImagesDownloadOnceAndReseal(t *testing.T) {
 	e := newEnv(t)
 	f := e.c.Function("ns", "fn")
 	w1, _ := e.c.Start(t.Context(), f, "w1", e.spec("1"))
-	e.serve(w1, 2, &fakeDump{})
+	e.serve(w1, 2)
 	key := e.pool(w1.Key())[0].Key
 	if err := os.RemoveAll(e.c.cachePath(key)); err != nil {
 		t.Fatal(err)
@@ -243,7 +249,7 @@ func TestRestoreFailuresKeepOrDrop(t *testing.T) {
 			e := newEnv(t)
 			f := e.c.Function("ns", "fn")
 			w1, _ := e.c.Start(t.Context(), f, "w1", e.spec("1"))
-			e.serve(w1, 2, &fakeDump{})
+			e.serve(w1, 2)
 			key := e.pool(w1.Key())[0].Key
 			e.c.dropCached(key)
 			e.store.fail.Store(&tc.err)
@@ -274,7 +280,7 @@ func TestNewVersionStartsCleanAndOldOneIsCollected(t *testing.T) {
 	e := newEnv(t)
 	f := e.c.Function("ns", "fn")
 	w1, _ := e.c.Start(t.Context(), f, "w1", e.spec("1"))
-	e.serve(w1, 2, &fakeDump{})
+	e.serve(w1, 2)
 	old := e.pool(w1.Key())[0].Key
 
 	w2, restore := e.c.Start(t.Context(), f, "w2", e.spec("2"))
@@ -315,7 +321,7 @@ func TestRemoveAndRedeploy(t *testing.T) {
 
 	f = e.c.Function("ns", "fn")
 	w, _ := e.c.Start(t.Context(), f, "new", e.spec("1"))
-	e.serve(w, 2, &fakeDump{})
+	e.serve(w, 2)
 	key := e.pool(w.Key())[0].Key
 	e.c.Gone(old)
 	time.Sleep(50 * time.Millisecond)
@@ -332,8 +338,8 @@ func TestRemoveAndRedeploy(t *testing.T) {
 func TestFailedCheckpointAndRetriedDelete(t *testing.T) {
 	e := newEnv(t)
 	f := e.c.Function("ns", "fn")
-	w, _ := e.c.Start(t.Context(), f, "w", e.spec("1"))
-	e.serve(w, 2, &fakeDump{fail: errors.New("criu: dump failed")})
+	w, _ := e.c.Start(t.Context(), f, "w", e.spec("1", &fakeDump{fail: errors.New("criu: dump failed")}))
+	e.serve(w, 2)
 	st, _ := e.engine.Inspect(t.Context(), w.Key())
 	if st.FailedCheckpoints != 1 || len(st.Pool) != 0 {
 		t.Fatalf("after a failed dump: %+v", st)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -26,13 +27,21 @@ type Spec struct {
 	Generation uint64
 	// Logf writes a line into the worker's own log, for its operator.
 	Logf func(format string, args ...any)
+	// How the worker is checkpointed: a Dumper dumps into a directory on
+	// the provider's filesystem and the coordinator uploads; an Uploader
+	// (a pod, which never holds store credentials) packs and uploads
+	// itself to a presigned URL. Without either, or an Uploader over a
+	// store that cannot presign, the worker takes no part in snapshots.
+	Dumper   Dumper
+	Uploader Uploader
 }
 
 // Start plans a new worker of f: its version, and the engine's choice of a
 // snapshot to restore (nil: cold). The worker must be handed to Gone when
 // it has exited.
 func (c *Coordinator) Start(ctx context.Context, f *Function, workerID string, spec Spec) (*Worker, *orchestrator.Snapshot) {
-	w := &Worker{id: workerID, fn: f, runtime: spec.Version.Runtime, logf: spec.Logf, eng: orchestrator.Worker{ID: workerID}}
+	w := &Worker{id: workerID, fn: f, runtime: spec.Version.Runtime, logf: spec.Logf,
+		dumper: spec.Dumper, uploader: spec.Uploader, eng: orchestrator.Worker{ID: workerID}}
 	if w.logf == nil {
 		w.logf = func(string, ...any) {}
 	}
@@ -40,7 +49,7 @@ func (c *Coordinator) Start(ctx context.Context, f *Function, workerID string, s
 	f.starts++
 	seq := f.starts
 	f.mu.Unlock()
-	if !c.Enabled() {
+	if !c.Enabled() || !c.canCheckpoint(w) {
 		return w, nil
 	}
 	key, ok := c.version(ctx, f, w, spec, seq)
@@ -59,6 +68,15 @@ func (c *Coordinator) Start(ctx context.Context, f *Function, workerID string, s
 	w.eng = p.Worker
 	c.Delete(p.Pruned)
 	return w, p.Restore
+}
+
+// canCheckpoint reports whether w can be snapshotted with this store.
+func (c *Coordinator) canCheckpoint(w *Worker) bool {
+	if w.uploader != nil {
+		_, ok := c.cfg.Store.(snapshot.Presigner)
+		return ok
+	}
+	return w.dumper != nil
 }
 
 // version sets w's engine key and makes sure the engine knows that
@@ -391,8 +409,8 @@ type Outcome struct {
 
 // Observe feeds one finished call of w to the engine, in call order, and
 // returns whether w is due for eviction. A checkpoint the engine asks for
-// runs in the background through dump.
-func (c *Coordinator) Observe(w *Worker, o Outcome, dump Dumper) (evict bool) {
+// runs in the background.
+func (c *Coordinator) Observe(w *Worker, o Outcome) (evict bool) {
 	if w.key == "" || o.Failed {
 		return false
 	}
@@ -405,7 +423,7 @@ func (c *Coordinator) Observe(w *Worker, o Outcome, dump Dumper) (evict bool) {
 		return false
 	}
 	if act.Checkpoint && w.checkpointing.CompareAndSwap(false, true) {
-		if !c.goTracked(func() { c.checkpoint(w, lineage, dump) }) {
+		if !c.goTracked(func() { c.checkpoint(w, lineage) }) {
 			w.checkpointing.Store(false)
 		}
 	}
@@ -425,19 +443,30 @@ type DumpResult struct {
 	FrozenTime time.Duration
 }
 
+// Uploader checkpoints a running worker's function, leaving it running,
+// and uploads the packed images to put itself.
+type Uploader interface {
+	DumpAndUpload(ctx context.Context, put *url.URL) (Upload, error)
+}
+
+// Upload is what a worker reports of a dump it packed and uploaded.
+type Upload struct {
+	DumpResult
+	PackedBytes int64
+	SHA256      string
+}
+
 // checkpoint snapshots w at lineage request number lineage: the worker
 // dumps into the work directory, the coordinator packs and uploads, the
 // engine adds the snapshot to the pool of w's version. A failure leaves
 // the worker serving.
-func (c *Coordinator) checkpoint(w *Worker, lineage int, dump Dumper) {
+func (c *Coordinator) checkpoint(w *Worker, lineage int) {
 	defer w.checkpointing.Store(false)
 	f := w.fn
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
 	version, _ := versionOf(f.key, w.key)
 	key := fmt.Sprintf("%s/%s/r%05d-%s", f.key, version, lineage, w.id)
-	dir := filepath.Join(c.cfg.WorkDir, fmt.Sprintf("%s-dump-%d", w.id, lineage))
-	defer os.RemoveAll(dir)
 	fail := func(err error) {
 		w.logf("checkpoint at request %d failed: %v", lineage, err)
 		c.log.Warn("checkpoint failed", "function", f.display, "worker", w.id, "request", lineage, "err", err)
@@ -445,26 +474,18 @@ func (c *Coordinator) checkpoint(w *Worker, lineage int, dump Dumper) {
 			c.log.Error("engine: count failed checkpoint", "err", err)
 		}
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		fail(err)
-		return
+	manifest := snapshot.Manifest{Function: f.display, Runtime: w.runtime, RequestNumber: lineage}
+	var m snapshot.Manifest
+	var res DumpResult
+	var err error
+	if w.uploader != nil {
+		m, res, err = c.checkpointRemote(ctx, w, key, manifest)
+	} else {
+		m, res, err = c.checkpointLocal(ctx, w, key, lineage, manifest)
 	}
-	res, err := dump.Dump(ctx, dir)
 	if err != nil {
 		fail(err)
 		return
-	}
-	m, err := snapshot.Upload(ctx, c.cfg.Store, key, dir, snapshot.Manifest{
-		Function: f.display, Runtime: w.runtime, RequestNumber: lineage, RawBytes: res.ImageBytes, DumpTime: res.DumpTime,
-	})
-	if err != nil {
-		fail(fmt.Errorf("upload: %w", err))
-		return
-	}
-	// The dump is the images a restore would unpack: keep it as the cache
-	// entry, so the first restore of this snapshot downloads nothing.
-	if err := c.adoptImages(key, dir); err != nil {
-		c.log.Warn("snapshot not cached locally", "snapshot", key, "err", err)
 	}
 	err = c.cfg.Engine.Register(ctx, w.key, orchestrator.Snapshot{
 		Key: key, RequestNumber: lineage, SizeBytes: m.PackedBytes, SHA256: m.SHA256, CreatedAt: m.CreatedAt,
@@ -485,6 +506,79 @@ func (c *Coordinator) checkpoint(w *Worker, lineage int, dump Dumper) {
 		lineage, m.PackedBytes, m.RawBytes, res.DumpTime.Round(time.Millisecond), m.UploadTime.Round(time.Millisecond))
 	c.log.Info("checkpoint", "function", f.display, "snapshot", key, "request", lineage,
 		"packed", m.PackedBytes, "raw", m.RawBytes, "dump", res.DumpTime, "frozen", res.FrozenTime, "upload", m.UploadTime)
+}
+
+// checkpointLocal has the worker dump into the work directory, then packs
+// and uploads the images.
+func (c *Coordinator) checkpointLocal(ctx context.Context, w *Worker, key string, lineage int, m snapshot.Manifest) (snapshot.Manifest, DumpResult, error) {
+	dir := filepath.Join(c.cfg.WorkDir, fmt.Sprintf("%s-dump-%d", w.id, lineage))
+	defer os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return m, DumpResult{}, err
+	}
+	res, err := w.dumper.Dump(ctx, dir)
+	if err != nil {
+		return m, res, err
+	}
+	m.RawBytes, m.DumpTime = res.ImageBytes, res.DumpTime
+	m, err = snapshot.Upload(ctx, c.cfg.Store, key, dir, m)
+	if err != nil {
+		return m, res, fmt.Errorf("upload: %w", err)
+	}
+	// The dump is the images a restore would unpack: keep it as the cache
+	// entry, so the first restore of this snapshot downloads nothing.
+	if err := c.adoptImages(key, dir); err != nil {
+		c.log.Warn("snapshot not cached locally", "snapshot", key, "err", err)
+	}
+	return m, res, nil
+}
+
+// checkpointRemote hands the worker a presigned URL for exactly this
+// snapshot's object, then records the manifest of what it uploaded.
+func (c *Coordinator) checkpointRemote(ctx context.Context, w *Worker, key string, m snapshot.Manifest) (snapshot.Manifest, DumpResult, error) {
+	presigner := c.cfg.Store.(snapshot.Presigner) // checked at Start
+	put, err := presigner.PresignPut(ctx, key, Timeout)
+	if err != nil {
+		return m, DumpResult{}, fmt.Errorf("presign upload: %w", err)
+	}
+	start := time.Now()
+	up, err := w.uploader.DumpAndUpload(ctx, put)
+	if err != nil {
+		return m, up.DumpResult, err
+	}
+	m.RawBytes, m.DumpTime, m.PackedBytes, m.SHA256 = up.ImageBytes, up.DumpTime, up.PackedBytes, up.SHA256
+	m, err = presigner.Commit(ctx, key, m)
+	if err != nil {
+		return m, up.DumpResult, fmt.Errorf("commit upload: %w", err)
+	}
+	m.UploadTime = time.Since(start) - up.DumpTime
+	return m, up.DumpResult, nil
+}
+
+// RemoteImage is a snapshot a worker fetches itself, through a presigned
+// URL, and verifies against the checksum registered for it.
+type RemoteImage struct {
+	URL    *url.URL
+	SHA256 string
+	Size   int64
+	Key    string
+}
+
+// RemoteImages returns what w needs to fetch snapshot s itself. On failure
+// w starts cold and the snapshot is kept: the store could not presign now.
+func (c *Coordinator) RemoteImages(ctx context.Context, w *Worker, s orchestrator.Snapshot) (RemoteImage, bool) {
+	presigner, ok := c.cfg.Store.(snapshot.Presigner)
+	if !ok {
+		c.RestoreFailed(w, s.Key, errors.New("the snapshot store cannot presign URLs"), false)
+		return RemoteImage{}, false
+	}
+	get, err := presigner.PresignGet(ctx, s.Key, Timeout)
+	if err != nil {
+		c.RestoreFailed(w, s.Key, fmt.Errorf("presign download: %w", err), snapshot.ProvenBad(err))
+		return RemoteImage{}, false
+	}
+	c.metrics.transferred.WithLabelValues(w.fn.display, "download").Add(float64(s.SizeBytes))
+	return RemoteImage{URL: get, SHA256: s.SHA256, Size: s.SizeBytes, Key: s.Key}, true
 }
 
 // CurrentKey is the engine key a worker of f starting with in would use.

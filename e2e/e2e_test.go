@@ -27,11 +27,16 @@ func repoRoot(t testing.TB) string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
-func requirements(t testing.TB) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the provider runs workers in their own namespaces")
 	}
+}
+
+func requirements(t testing.TB) {
+	t.Helper()
+	requireRoot(t)
 	if _, err := exec.LookPath("pypy3"); err != nil {
 		t.Skip("needs pypy3 for the sample function (apt-get install pypy3, or scripts/setup.sh)")
 	}
@@ -56,6 +61,9 @@ type provider struct {
 	url     string
 	cmd     *exec.Cmd
 	logs    *syncBuffer
+	// user and password are sent on /system/* calls: the credentials the
+	// provider generated in its data dir, when it did.
+	user, password string
 }
 
 // syncBuffer collects the provider's output, which os/exec copies in from
@@ -111,6 +119,8 @@ func startProvider(t testing.TB, bin, dataDir string, extra ...string) *provider
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
+				// Written before the provider listens.
+				p.user, p.password = credentials(dataDir)
 				return p
 			}
 		}
@@ -121,12 +131,33 @@ func startProvider(t testing.TB, bin, dataDir string, extra ...string) *provider
 	}
 }
 
+// credentials reads the basic auth files a provider keeps in dataDir;
+// empty when there are none (basic auth off, or credentials elsewhere).
+func credentials(dataDir string) (user, password string) {
+	u, err := os.ReadFile(filepath.Join(dataDir, "secrets", "basic-auth-user"))
+	if err != nil {
+		return "", ""
+	}
+	pw, err := os.ReadFile(filepath.Join(dataDir, "secrets", "basic-auth-password"))
+	if err != nil {
+		return "", ""
+	}
+	return strings.TrimSpace(string(u)), strings.TrimSpace(string(pw))
+}
+
 func (p *provider) stop(sig syscall.Signal) {
 	_ = p.cmd.Process.Signal(sig)
 	_ = p.cmd.Wait()
 }
 
+// do calls the API, with the provider's credentials on /system/* calls.
 func (p *provider) do(method, path string, body any) (int, string) {
+	p.t.Helper()
+	return p.send(method, path, body, strings.HasPrefix(path, "/system/") && p.password != "")
+}
+
+// send calls the API, with the provider's credentials if withAuth.
+func (p *provider) send(method, path string, body any, withAuth bool) (int, string) {
 	p.t.Helper()
 	var r io.Reader
 	if body != nil {
@@ -134,6 +165,9 @@ func (p *provider) do(method, path string, body any) (int, string) {
 		r = bytes.NewReader(raw)
 	}
 	req, _ := http.NewRequest(method, p.url+path, r)
+	if withAuth {
+		req.SetBasicAuth(p.user, p.password)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		p.t.Fatalf("%s %s: %v", method, path, err)
@@ -204,6 +238,13 @@ func TestProviderLifecycle(t *testing.T) {
 	if code, body := p.do("POST", "/system/functions", types.FunctionDeployment{Service: "ghost", Image: "no-such-function"}); code != 400 || !strings.Contains(body, "no-such-function") {
 		t.Errorf("unknown image = %d %q", code, body)
 	}
+	// An image names a directory under --functions-dir, nothing else.
+	for _, image := range []string{"/", "/etc", "../../etc", filepath.Join(repoRoot(t), "benchmarks", "functions", "..", "..")} {
+		code, body := p.do("POST", "/system/functions", types.FunctionDeployment{Service: "escape", Image: image, EnvProcess: "true"})
+		if code != 400 || strings.Count(strings.TrimSpace(body), "\n") != 0 {
+			t.Errorf("image %q = %d %q, want 400 with a one-line reason", image, code, body)
+		}
+	}
 
 	var list []types.FunctionStatus
 	if err := json.Unmarshal([]byte(p.must(200, "GET", "/system/functions", nil)), &list); err != nil || len(list) != 1 || list[0].Name != "counter" {
@@ -269,8 +310,10 @@ func TestProviderRestartAndCrash(t *testing.T) {
 	// The kill may come before or after the answer: only the state after
 	// it matters, so this call's outcome is not checked.
 	body, _ := json.Marshal(types.FunctionDeployment{Service: "halfway", Image: "counter-pypy"})
+	req, _ := http.NewRequest("POST", p.url+"/system/functions", bytes.NewReader(body))
+	req.SetBasicAuth(p.user, p.password)
 	go func() {
-		if resp, err := http.Post(p.url+"/system/functions", "application/json", bytes.NewReader(body)); err == nil {
+		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 		}
 	}()
@@ -322,7 +365,11 @@ func TestProviderBasicAuth(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p := startProvider(t, buildBinary(t), t.TempDir(), "--basic-auth", "--secret-mount-path", secrets)
+	dataDir := t.TempDir()
+	p := startProvider(t, buildBinary(t), dataDir, "--basic-auth", "--secret-mount-path", secrets)
+	if _, err := os.Stat(filepath.Join(dataDir, "secrets")); !os.IsNotExist(err) {
+		t.Errorf("credentials generated in the data dir although --secret-mount-path was given: %v", err)
+	}
 	if code, _ := p.do("GET", "/system/functions", nil); code != http.StatusUnauthorized {
 		t.Errorf("no credentials: %d, want 401", code)
 	}
@@ -344,5 +391,89 @@ func TestProviderBasicAuth(t *testing.T) {
 	p.must(200, "GET", "/metrics", nil)
 	if code, _ := p.do("GET", "/function/absent", nil); code != http.StatusNotFound {
 		t.Errorf("invoke without credentials: %d, want 404 (open route, unknown function)", code)
+	}
+}
+
+// Basic auth is on by default: a fresh provider generates its credentials
+// in <data-dir>/secrets, refuses API calls without them, and a restart
+// reuses them.
+func TestProviderAuthOnByDefault(t *testing.T) {
+	requireRoot(t)
+	bin, dataDir := buildBinary(t), t.TempDir()
+	p := startProvider(t, bin, dataDir)
+
+	secrets := filepath.Join(dataDir, "secrets")
+	for path, want := range map[string]os.FileMode{
+		secrets: 0o700, filepath.Join(secrets, "basic-auth-user"): 0o600, filepath.Join(secrets, "basic-auth-password"): 0o600,
+	} {
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v %v, want mode %o", path, fi, err, want)
+		}
+	}
+	if p.user != "admin" || len(p.password) < 32 {
+		t.Fatalf("generated credentials %q / %d characters, want admin and 32+", p.user, len(p.password))
+	}
+	if n := strings.Count(p.logs.String(), "generated basic auth credentials"); n != 1 {
+		t.Errorf("the generation was logged %d times, want once", n)
+	}
+	if !strings.Contains(p.logs.String(), filepath.Join(secrets, "basic-auth-password")) {
+		t.Error("the log does not say where the password is")
+	}
+
+	deploy := types.FunctionDeployment{Service: "counter", Image: "counter-pypy"}
+	if code, body := p.send("POST", "/system/functions", deploy, false); code != http.StatusUnauthorized {
+		t.Errorf("deploy without credentials = %d %q, want 401", code, body)
+	}
+	user, password := p.user, p.password
+	p.password = "wrong"
+	if code, _ := p.do("POST", "/system/functions", deploy); code != http.StatusUnauthorized {
+		t.Errorf("deploy with a wrong password = %d, want 401", code)
+	}
+	p.password = password
+	if list := p.must(200, "GET", "/system/functions", nil); strings.TrimSpace(list) != "[]" {
+		t.Errorf("a refused deploy stored something: %s", list)
+	}
+	p.must(200, "GET", "/healthz", nil)
+	p.must(200, "GET", "/metrics", nil)
+
+	p.stop(syscall.SIGTERM)
+	p = startProvider(t, bin, dataDir)
+	if p.user != user || p.password != password {
+		t.Errorf("the second start changed the credentials")
+	}
+	p.must(200, "GET", "/system/functions", nil)
+	if strings.Contains(p.logs.String(), "generated basic auth credentials") {
+		t.Errorf("the second start generated credentials again:\n%s", p.logs)
+	}
+}
+
+// --basic-auth=false, or basic_auth=false in the environment, opens /system/*
+// and says so at start.
+func TestProviderAuthOff(t *testing.T) {
+	requireRoot(t)
+	bin := buildBinary(t)
+	for _, tc := range []struct {
+		name string
+		env  bool
+	}{{"flag", false}, {"env", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var args []string
+			if tc.env {
+				t.Setenv("basic_auth", "false")
+			} else {
+				args = append(args, "--basic-auth=false")
+			}
+			dataDir := t.TempDir()
+			p := startProvider(t, bin, dataDir, args...)
+			if code, body := p.send("GET", "/system/functions", nil, false); code != http.StatusOK {
+				t.Errorf("without credentials = %d %q, want 200", code, body)
+			}
+			if !strings.Contains(p.logs.String(), "level=WARN msg=\"basic auth is OFF") {
+				t.Errorf("no warning at start:\n%s", p.logs)
+			}
+			if _, err := os.Stat(filepath.Join(dataDir, "secrets")); !os.IsNotExist(err) {
+				t.Errorf("credentials generated with basic auth off: %v", err)
+			}
+		})
 	}
 }

@@ -21,6 +21,7 @@ import (
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/pronghorn-openfaas/pronghorn/coordinator"
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
 	"github.com/pronghorn-openfaas/pronghorn/provider"
 )
@@ -57,8 +58,11 @@ type nsCache struct {
 
 // podSlot is the provider's view of one pod's agent.
 type podSlot struct {
-	url      *url.URL
-	inflight atomic.Int64
+	url       *url.URL
+	uid       k8stypes.UID
+	namespace string
+	pod       string
+	inflight  atomic.Int64
 }
 
 func (c *nsCache) stop() {
@@ -96,14 +100,22 @@ func (b *Backend) cacheFor(namespace string) (*nsCache, error) {
 		return nil, fmt.Errorf("pod informer: %w", err)
 	}
 	if _, err := c.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { c.changed.Notify() },
-		UpdateFunc: func(any, any) { c.changed.Notify() },
+		AddFunc: func(any) { c.changed.Notify() },
+		UpdateFunc: func(_, obj any) {
+			if p, ok := obj.(*corev1.Pod); ok && b.cfg.Snapshots != nil && podReady(p) {
+				b.learnRestore(p)
+			}
+			c.changed.Notify()
+		},
 		DeleteFunc: func(obj any) {
 			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = t.Obj
 			}
 			if p, ok := obj.(*corev1.Pod); ok {
 				c.slots.Delete(p.UID)
+				if b.cfg.Snapshots != nil {
+					b.podGone(p.UID)
+				}
 			}
 			c.changed.Notify()
 		},
@@ -252,7 +264,7 @@ func (b *Backend) scaleFromZero(ctx context.Context, namespace, name string) {
 }
 
 func (b *Backend) lease(st *fnState, s *podSlot) *lease {
-	return &lease{st: st, slot: s, transport: b.transport}
+	return &lease{b: b, st: st, slot: s, transport: b.transport}
 }
 
 // pick returns a ready pod with its in-flight count already raised, or nil
@@ -287,7 +299,10 @@ func (c *nsCache) slot(p *corev1.Pod) *podSlot {
 	if s, ok := c.slots.Load(p.UID); ok {
 		return s.(*podSlot)
 	}
-	s := &podSlot{url: &url.URL{Scheme: "http", Host: net.JoinHostPort(p.Status.PodIP, strconv.Itoa(InvokePort))}}
+	s := &podSlot{
+		url: &url.URL{Scheme: "http", Host: net.JoinHostPort(p.Status.PodIP, strconv.Itoa(InvokePort))},
+		uid: p.UID, namespace: p.Namespace, pod: p.Name,
+	}
 	actual, _ := c.slots.LoadOrStore(p.UID, s)
 	return actual.(*podSlot)
 }
@@ -307,6 +322,7 @@ func podReady(p *corev1.Pod) bool {
 }
 
 type lease struct {
+	b         *Backend
 	st        *fnState
 	slot      *podSlot
 	transport http.RoundTripper
@@ -316,10 +332,15 @@ type lease struct {
 func (l *lease) URL() *url.URL                { return l.slot.url }
 func (l *lease) Transport() http.RoundTripper { return l.transport }
 
-func (l *lease) Release(provider.Outcome) {
+func (l *lease) Release(o provider.Outcome) {
 	if !l.released.CompareAndSwap(false, true) {
 		return
 	}
 	l.slot.inflight.Add(-1)
 	l.st.invocations.Add(1)
+	latency := o.Upstream
+	if latency <= 0 {
+		latency = o.Total
+	}
+	l.b.observe(l.slot.uid, l.slot.namespace, l.slot.pod, coordinator.Outcome{Latency: latency, Failed: o.Err != nil || o.StatusCode >= 500})
 }

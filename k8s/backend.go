@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/pronghorn-openfaas/pronghorn/coordinator"
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
 	"github.com/pronghorn-openfaas/pronghorn/funcspec"
 	"github.com/pronghorn-openfaas/pronghorn/provider"
@@ -55,7 +56,10 @@ type Config struct {
 	// ProviderURL is how agents reach the provider (snapshot coordination);
 	// passed to every pod as PRONGHORN_PROVIDER_URL when set.
 	ProviderURL string
-	Logger      *slog.Logger
+	// Snapshots, when set and enabled, plans pods' starts and checkpoints
+	// them; nil or disabled, every pod starts cold.
+	Snapshots *coordinator.Coordinator
+	Logger    *slog.Logger
 }
 
 func (c *Config) setDefaults() error {
@@ -97,6 +101,7 @@ type Backend struct {
 	mu        sync.Mutex
 	functions map[string]*fnState // namespace/name: invocation counts, round robin
 	caches    map[string]*nsCache // namespace: pod and deployment informers
+	pods      map[k8stypes.UID]*podWorker
 	closed    bool
 }
 
@@ -135,6 +140,7 @@ func New(client kubernetes.Interface, cfg Config) (*Backend, error) {
 		},
 		functions: map[string]*fnState{},
 		caches:    map[string]*nsCache{},
+		pods:      map[k8stypes.UID]*podWorker{},
 	}, nil
 }
 
@@ -345,6 +351,9 @@ func (b *Backend) Delete(ctx context.Context, namespace, name string) error {
 		return apiError(err, "delete service of function %s", display)
 	}
 	b.forget(namespace, name)
+	if b.cfg.Snapshots != nil {
+		b.cfg.Snapshots.Remove(context.WithoutCancel(ctx), b.cfg.Snapshots.Function(namespace, name))
+	}
 	b.log.Info("function deleted", "function", display)
 	return nil
 }

@@ -145,6 +145,9 @@ func (b *Backend) makeDeployment(req types.FunctionDeployment, secrets map[strin
 		volumes = append(volumes, corev1.Volume{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 		fn.VolumeMounts = append(fn.VolumeMounts, corev1.VolumeMount{Name: tmpVolume, MountPath: "/tmp"})
 	}
+	if b.snapshotsFor(req.Annotations) {
+		volumes = snapshotPod(&fn, volumes)
+	}
 	var pullSecrets []corev1.LocalObjectReference
 	var projections []corev1.VolumeProjection
 	for _, name := range req.Secrets {

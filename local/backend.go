@@ -41,8 +41,13 @@ import (
 type Config struct {
 	// DataDir holds the run directory with the workers' sockets.
 	DataDir string
-	// FunctionsDir is where an image name without a path is looked up.
+	// FunctionsDir is where an image name without a path is looked up. A
+	// deploy's image must name a directory under it, symlinks resolved, or
+	// under one of AllowedFunctionDirs.
 	FunctionsDir string
+	// AllowedFunctionDirs are more directories a deploy may name by absolute
+	// path: each of them, and any directory under it.
+	AllowedFunctionDirs []string
 	// AgentCommand starts an agent: the provider's own binary and "agent".
 	AgentCommand []string
 	// Isolate puts each worker in its own namespaces (needs root). Off only
@@ -52,6 +57,9 @@ type Config struct {
 	// MaxReplicas bounds every function's replica count; 0 means
 	// funcspec.DefaultMaxReplicas.
 	MaxReplicas uint64
+	// PidsMax caps the tasks of a worker (agent, CRIU, the function and
+	// its threads); 0 means DefaultPidsMax.
+	PidsMax int64
 	// ScaleFromZeroTimeout bounds how long an invocation waits for a replica.
 	ScaleFromZeroTimeout time.Duration
 	// ReadyTimeout bounds how long a new replica may take to answer.
@@ -91,6 +99,9 @@ func (c *Config) setDefaults() error {
 	c.DefaultNamespace = funcspec.Namespace(c.DefaultNamespace, funcspec.DefaultNamespace)
 	if c.MaxReplicas == 0 {
 		c.MaxReplicas = funcspec.DefaultMaxReplicas
+	}
+	if c.PidsMax <= 0 {
+		c.PidsMax = DefaultPidsMax
 	}
 	if c.ScaleFromZeroTimeout <= 0 {
 		c.ScaleFromZeroTimeout = 30 * time.Second
@@ -164,6 +175,9 @@ func New(ctx context.Context, db *bolt.DB, cfg Config) (*Backend, error) {
 	if n := killOrphans(b.runDir); n > 0 {
 		b.log.Warn("stopped orphan workers of an earlier provider", "count", n)
 	}
+	if cfg.Isolate {
+		removeStaleCgroups()
+	}
 	if err := os.RemoveAll(b.runDir); err != nil {
 		return nil, fmt.Errorf("clean run dir: %w", err)
 	}
@@ -198,9 +212,15 @@ func New(ctx context.Context, db *bolt.DB, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("read functions: %w", err)
 	}
 	for k, err := range bad {
-		b.log.Error("stored function skipped: its record cannot be read", "function", k, "err", err)
+		b.quarantine(k, fmt.Errorf("its record cannot be read: %w", err))
 	}
 	for _, rec := range recs {
+		// A record stored by an older provider, before function
+		// directories were confined, may name any directory.
+		if _, err := resolveImage(cfg.FunctionsDir, cfg.AllowedFunctionDirs, rec.Dir); err != nil {
+			b.quarantine(string(key(rec.Deployment.Namespace, rec.Deployment.Service)), err)
+			continue
+		}
 		rec = b.clampLoaded(rec)
 		evictAfter, err := b.evictAfter(rec)
 		if err != nil {
@@ -218,6 +238,17 @@ func New(ctx context.Context, db *bolt.DB, cfg Config) (*Backend, error) {
 		b.log.Info("function restored", "function", f.display, "replicas", f.rec.Replicas)
 	}
 	return b, nil
+}
+
+// quarantine moves a stored function the provider will not run out of the
+// way, keeping its record for the operator: the name is free again, and
+// nothing stored is lost.
+func (b *Backend) quarantine(k string, why error) {
+	if err := b.store.quarantine(k, why.Error()); err != nil {
+		b.log.Error("stored function skipped, and could not be set aside", "function", k, "reason", why, "err", err)
+		return
+	}
+	b.log.Error("stored function skipped and set aside in the state file's quarantined-functions bucket", "function", k, "reason", why)
 }
 
 // clampLoaded brings a stored record within today's bounds, so a record
@@ -326,7 +357,7 @@ func (b *Backend) prepare(req types.FunctionDeployment) (record, error) {
 	if err := funcspec.Validate(req, b.cfg.MaxReplicas); err != nil {
 		return record{}, err
 	}
-	dir, err := resolveImage(b.cfg.FunctionsDir, req.Image)
+	dir, err := resolveImage(b.cfg.FunctionsDir, b.cfg.AllowedFunctionDirs, req.Image)
 	if err != nil {
 		return record{}, err
 	}

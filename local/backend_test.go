@@ -102,7 +102,10 @@ func deployment(name string, env map[string]string) types.FunctionDeployment {
 }
 
 // invoke calls the function through the backend, as the invoke handler does.
-func (e *env) invoke(name string) (string, error) {
+func (e *env) invoke(name string) (string, error) { return e.invokePath(name, "/hello") }
+
+// invokePath calls path of the function.
+func (e *env) invokePath(name, path string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	lease, err := e.b.Acquire(ctx, "", name)
@@ -110,7 +113,7 @@ func (e *env) invoke(name string) (string, error) {
 		return "", err
 	}
 	u := *lease.URL()
-	u.Path = "/hello"
+	u.Path, u.RawQuery, _ = strings.Cut(path, "?")
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	resp, err := lease.Transport().RoundTrip(req)
 	if err != nil {
@@ -498,40 +501,6 @@ func TestLogsTailSinceFollow(t *testing.T) {
 		for range ch {
 		}
 	})
-}
-
-func TestResolveImage(t *testing.T) {
-	dir := t.TempDir()
-	for _, d := range []string{"counter", "team/tool"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, tc := range []struct {
-		image string
-		want  string
-		err   bool
-	}{
-		{"counter", "counter", false},
-		{"counter:1.2", "counter", false},
-		{"ghcr.io/me/counter:latest", "counter", false},
-		{"team/tool:dev", "team/tool", false},
-		{filepath.Join(dir, "counter"), "counter", false},
-		{"missing", "", true},
-		{"", "", true},
-		{"../../etc", "", true},
-	} {
-		got, err := resolveImage(dir, tc.image)
-		if tc.err {
-			if !errors.Is(err, errdefs.ErrInvalid) {
-				t.Errorf("%q: err = %v, want ErrInvalid", tc.image, err)
-			}
-			continue
-		}
-		if err != nil || got != filepath.Join(dir, tc.want) {
-			t.Errorf("%q: got %q %v", tc.image, got, err)
-		}
-	}
 }
 
 // A function directory's function.json may declare a base environment, as

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -60,7 +61,8 @@ func TestReplicaBounds(t *testing.T) {
 }
 
 // Records the provider cannot use as they are never keep it from starting:
-// a count beyond the maximum is clamped, an unreadable record is skipped.
+// a count beyond the maximum is clamped; an unreadable record, or one
+// naming a directory outside --functions-dir, is set aside.
 func TestLoadClampsAndSkipsBadRecords(t *testing.T) {
 	e := newEnv(t, func(c *Config, _ *bolt.DB) { c.MaxReplicas = 2 })
 	if err := e.b.Deploy(context.Background(), deployment("huge", nil)); err != nil {
@@ -83,6 +85,12 @@ func TestLoadClampsAndSkipsBadRecords(t *testing.T) {
 		if err := b.Put(key("openfaas-fn", "huge"), raw); err != nil {
 			return err
 		}
+		// A function an older provider ran from anywhere on the host.
+		rec.Deployment.Service, rec.Dir, rec.Replicas = "anywhere", "/", 1
+		raw, _ = json.Marshal(rec)
+		if err := b.Put(key("openfaas-fn", "anywhere"), raw); err != nil {
+			return err
+		}
 		return b.Put(key("openfaas-fn", "garbage"), []byte("{not json"))
 	})
 	db.Close()
@@ -94,8 +102,23 @@ func TestLoadClampsAndSkipsBadRecords(t *testing.T) {
 		t.Fatalf("stored 2^64-1 replicas came back as %d, want the maximum 2", st.Replicas)
 	}
 	e.waitAvailable("huge", 2)
-	if _, err := e.b.function("openfaas-fn", "garbage"); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Fatalf("unreadable record: %v", err)
+	for _, name := range []string{"garbage", "anywhere"} {
+		if _, err := e.b.function("openfaas-fn", name); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("%s: %v, want it not loaded", name, err)
+		}
+		// Set aside, not lost, and the name is free again.
+		err := e.db.View(func(tx *bolt.Tx) error {
+			if tx.Bucket(quarantineBucket).Get(key("openfaas-fn", name)) == nil {
+				return fmt.Errorf("%s not in quarantine", name)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.b.Deploy(context.Background(), deployment(name, nil)); err != nil {
+			t.Fatalf("deploy %s again: %v", name, err)
+		}
 	}
 }
 

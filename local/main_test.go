@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -46,6 +47,37 @@ func testFunction() {
 		addr = "127.0.0.1:5000"
 	}
 	var count atomic.Int64
+	// /alloc?mb=N allocates and touches N MiB and keeps it.
+	var hoard [][]byte
+	http.HandleFunc("/alloc", func(w http.ResponseWriter, r *http.Request) {
+		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
+		for range mb {
+			b := make([]byte, 1<<20)
+			for i := range b {
+				b[i] = 1
+			}
+			hoard = append(hoard, b)
+		}
+		fmt.Fprintf(w, "allocated %d MiB", len(hoard))
+	})
+	// /fork?n=N starts up to N sleeping processes and says how many it
+	// could, then stops them.
+	http.HandleFunc("/fork", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		var started []*os.Process
+		for range n {
+			p, err := os.StartProcess("/bin/sleep", []string{"sleep", "30"}, &os.ProcAttr{})
+			if err != nil {
+				break
+			}
+			started = append(started, p)
+		}
+		for _, p := range started {
+			_ = p.Kill()
+			_, _ = p.Wait()
+		}
+		fmt.Fprintf(w, "started %d", len(started))
+	})
 	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		secret := "-"
 		if name := os.Getenv("SECRET_NAME"); name != "" {

@@ -124,8 +124,8 @@ func (b *Backend) spawn(f *function) *worker {
 	spec.Secrets = secrets
 	spec.Function = f.display
 	spec.CRIUPath = b.cfg.CRIUPath
-	snapSpec := b.snapSpec(f, spec, out)
 	w := newWorker(b.runDir, f.generation, out)
+	snapSpec := b.snapSpec(f, w, spec, out)
 	f.workers[w.id] = w
 	if !b.goTracked(func() { b.run(f, w, spec, snapSpec) }) {
 		delete(f.workers, w.id)
@@ -147,7 +147,7 @@ func (b *Backend) run(f *function, w *worker, spec agent.Config, snapSpec coordi
 			restoreKey = restore.Key
 		}
 	}
-	if err := w.start(b, spec); err != nil {
+	if err := w.start(b, spec, snapSpec.Version.Limits); err != nil {
 		w.abandon(err)
 		f.mu.Lock()
 		delete(f.workers, w.id)

@@ -15,15 +15,20 @@ import (
 // the work directory on the shared filesystem; the coordinator does the
 // rest of the life cycle.
 
-// snapSpec is how the coordinator sees a worker about to start with spec.
-// Callers hold f.mu.
-func (b *Backend) snapSpec(f *function, spec agent.Config, out lineWriter) coordinator.Spec {
+// snapSpec is how the coordinator sees worker w about to start with spec;
+// w is nil when only the version is wanted. Callers hold f.mu.
+func (b *Backend) snapSpec(f *function, w *worker, spec agent.Config, out lineWriter) coordinator.Spec {
 	d := f.rec.Deployment
 	var annotations map[string]string
 	if d.Annotations != nil {
 		annotations = *d.Annotations
 	}
+	var dump coordinator.Dumper
+	if w != nil {
+		dump = dumper{w}
+	}
 	return coordinator.Spec{
+		Dumper: dump,
 		Version: coordinator.VersionInputs{
 			Dir: spec.Dir, Process: spec.Process, Runtime: f.rec.Runtime, Env: spec.Env, Secrets: spec.Secrets,
 			Limits: d.Limits, Requests: d.Requests, ReadOnly: d.ReadOnlyRootFilesystem,
@@ -42,7 +47,7 @@ func (b *Backend) versionInputsLocked(f *function) (coordinator.VersionInputs, e
 	}
 	spec := f.spec
 	spec.Secrets = secrets
-	return b.snapSpec(f, spec, lineWriter{}).Version, nil
+	return b.snapSpec(f, nil, spec, lineWriter{}).Version, nil
 }
 
 // dumper lets the coordinator checkpoint a worker through its agent.
@@ -62,7 +67,7 @@ func (b *Backend) released(f *function, w *worker, o provider.Outcome) {
 		if latency <= 0 {
 			latency = o.Total
 		}
-		evict = b.coord.Observe(snap, coordinator.Outcome{Latency: latency, Failed: o.Err != nil || o.StatusCode >= 500}, dumper{w})
+		evict = b.coord.Observe(snap, coordinator.Outcome{Latency: latency, Failed: o.Err != nil || o.StatusCode >= 500})
 	}
 	// The count is enforced here too, so a worker never serves more than
 	// evict-after calls even when they arrive back to back.

@@ -14,6 +14,9 @@ import (
 var (
 	functionsBucket = []byte("functions")
 	secretsBucket   = []byte("secrets")
+	// quarantineBucket keeps stored functions the provider refused to run
+	// at start, with why, for the operator.
+	quarantineBucket = []byte("quarantined-functions")
 )
 
 // record is a deployed function as persisted: the request as the user sent
@@ -39,7 +42,7 @@ type store struct{ db *bolt.DB }
 
 func newStore(db *bolt.DB) (*store, error) {
 	err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{functionsBucket, secretsBucket} {
+		for _, b := range [][]byte{functionsBucket, secretsBucket, quarantineBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -116,6 +119,39 @@ func (s *store) functions() (recs []record, bad map[string]error, err error) {
 		})
 	})
 	return recs, bad, err
+}
+
+// quarantine moves function record k to the quarantine bucket, as
+// {"reason": ..., "record": <raw>}, in one transaction.
+func (s *store) quarantine(k, reason string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(functionsBucket).Get([]byte(k))
+		if raw == nil {
+			return nil
+		}
+		entry, err := json.Marshal(struct {
+			Reason string          `json:"reason"`
+			At     time.Time       `json:"at"`
+			Record json.RawMessage `json:"record"`
+		}{reason, time.Now().UTC(), json.RawMessage(validJSON(raw))})
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(quarantineBucket).Put([]byte(k), entry); err != nil {
+			return err
+		}
+		return tx.Bucket(functionsBucket).Delete([]byte(k))
+	})
+}
+
+// validJSON returns raw if it is JSON, else raw as a JSON string, so an
+// unreadable record is kept byte for byte.
+func validJSON(raw []byte) []byte {
+	if json.Valid(raw) {
+		return raw
+	}
+	quoted, _ := json.Marshal(string(raw))
+	return quoted
 }
 
 type secretOp int

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/openfaas/faas-provider/types"
+
 	"github.com/pronghorn-openfaas/pronghorn/agent"
 	"github.com/pronghorn-openfaas/pronghorn/coordinator"
 )
@@ -52,6 +54,7 @@ type worker struct {
 
 	done     chan struct{} // closed when the agent has exited, or will never start
 	exitErr  error         // valid after done
+	oomKills uint64        // tasks the kernel killed at the memory limit; valid after done
 	lastLine atomic.Pointer[string]
 }
 
@@ -90,7 +93,7 @@ func newWorker(runDir string, generation uint64, out lineWriter) *worker {
 // start launches the worker's agent with spec. The agent becomes PID 1 of
 // fresh pid, net, mount, uts and ipc namespaces when b isolates, and dies
 // with the provider (Pdeathsig) so a killed provider leaves no orphans.
-func (w *worker) start(b *Backend, spec agent.Config) error {
+func (w *worker) start(b *Backend, spec agent.Config, limits *types.FunctionResources) error {
 	spec.InvokeSocket = filepath.Join(b.runDir, w.id+".i")
 	spec.ControlSocket = filepath.Join(b.runDir, w.id+".c")
 	spec.Isolated = b.cfg.Isolate
@@ -106,25 +109,58 @@ func (w *worker) start(b *Backend, spec agent.Config) error {
 			syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC
 	}
 	// The config carries secrets: hand it over stdin, never argv or env.
-	cmd.Stdin = bytes.NewReader(payload)
+	// The agent starts nothing before it has read it, so the worker is in
+	// its cgroup before any of its processes can run.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
 	output, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
 	}
 	cmd.Stderr = cmd.Stdout
 
+	var cg workerCgroup
+	if b.cfg.Isolate {
+		res, err := cgroupResources(limits, b.cfg.PidsMax)
+		if err != nil {
+			return err
+		}
+		if cg, err = newWorkerCgroup(w.id, res); err != nil {
+			return err
+		}
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.retiring.Load() {
+		deleteCgroup(cg)
 		return errRetiredBeforeStart
 	}
 	if err := cmd.Start(); err != nil {
+		deleteCgroup(cg)
 		return fmt.Errorf("start agent: %w", err)
+	}
+	if cg != nil {
+		if err := cg.add(cmd.Process.Pid); err != nil {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+			deleteCgroup(cg)
+			return fmt.Errorf("worker cgroup: %w", err)
+		}
 	}
 	w.cmd = cmd
 	go func() {
+		_, _ = stdin.Write(payload)
+		_ = stdin.Close()
+	}()
+	go func() {
 		w.pump(output)
 		w.exitErr = cmd.Wait()
+		if cg != nil {
+			w.oomKills = cg.oomKills()
+			deleteCgroup(cg)
+		}
 		w.ready.Store(false)
 		w.transport.CloseIdleConnections()
 		close(w.done)
@@ -175,6 +211,9 @@ func (w *worker) pump(r io.Reader) {
 
 // exitReason says why the agent exited, with its last output line.
 func (w *worker) exitReason() string {
+	if w.oomKills > 0 {
+		return "out of memory: the function was killed at its memory limit"
+	}
 	reason := "exit status 0"
 	if w.exitErr != nil {
 		reason = w.exitErr.Error()

@@ -4,7 +4,9 @@
 # directory), deploy the PyPy sample function with Pronghorn's request-centric
 # strategy and workers retired every 4 requests, invoke it, and show how new
 # workers were restored from snapshots (the counter carries on instead of
-# restarting at 1). The provider keeps running; stop it with:
+# restarting at 1). Basic auth is on: the provider generates its credentials
+# in $DATA_DIR/secrets at first start and keeps them. The provider keeps
+# running; stop it with:
 #   kill "$(cat /var/lib/pronghorn/provider.pid)"
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,8 +35,16 @@ done
 curl -fsS "$GATEWAY/healthz" >/dev/null || { cat "$DATA_DIR/provider.log"; exit 1; }
 echo "demo: provider up at $GATEWAY (log: $DATA_DIR/provider.log)"
 
+AUTH_USER_FILE="$DATA_DIR/secrets/basic-auth-user"
+AUTH_PASSWORD_FILE="$DATA_DIR/secrets/basic-auth-password"
+# api calls /system/* with the provider's credentials; curl reads them as
+# config from stdin, so the password never shows in ps.
+api() {
+	curl -K - "$@" <<<"user = \"$(cat "$AUTH_USER_FILE"):$(cat "$AUTH_PASSWORD_FILE")\""
+}
+
 # The same request faas-cli deploy sends.
-code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$GATEWAY/system/functions" \
+code=$(api -sS -o /dev/null -w '%{http_code}' -X POST "$GATEWAY/system/functions" \
 	-d '{"service":"counter","image":"counter-pypy","annotations":{"com.pronghorn.strategy":"request-centric","com.pronghorn.evict-after":"4"}}')
 case "$code" in
 202) echo "demo: deployed counter (benchmarks/functions/counter-pypy)" ;;
@@ -46,8 +56,10 @@ for i in $(seq 16); do
 	echo "demo: invoke $i: $(curl -fsS "$GATEWAY/function/counter" -d "request $i")"
 	sleep 0.2
 done
-echo "demo: status: $(curl -fsS "$GATEWAY/system/function/counter")"
+echo "demo: status: $(api -fsS "$GATEWAY/system/function/counter")"
 echo
-bin/pronghorn inspect counter --gateway "$GATEWAY"
+basic_auth_user="$(cat "$AUTH_USER_FILE")" basic_auth_password="$(cat "$AUTH_PASSWORD_FILE")" \
+	bin/pronghorn inspect counter --gateway "$GATEWAY"
 echo
-echo "demo: try: faas-cli list -g $GATEWAY; faas-cli invoke counter -g $GATEWAY <<< hi"
+echo "demo: try: faas-cli login -g $GATEWAY --password-stdin < $AUTH_PASSWORD_FILE"
+echo "demo:      faas-cli list -g $GATEWAY; faas-cli invoke counter -g $GATEWAY <<< hi"

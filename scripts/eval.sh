@@ -3,8 +3,8 @@
 # root: installs what it needs (scripts/setup.sh: pypy3, CRIU, compiles the
 # JVM benchmarks), builds bin/pronghorn, then runs
 #   bin/pronghorn bench eval --start-provider --out results/<timestamp>
-# which starts its own provider on a free port with a temporary data dir and
-# writes latency.csv, summary/table4/table5 (.csv, .md), runs.csv, one
+# which starts its own provider on a free port with a temporary data dir
+# (basic auth on, with credentials the driver writes there first) and writes latency.csv, summary/table4/table5 (.csv, .md), runs.csv, one
 # latency CDF per (benchmark, rate) under figures/ and index.html.
 #
 # Full protocol: 13 benchmarks x {cold, fixed(1), request-centric C=12} x

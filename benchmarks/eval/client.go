@@ -15,13 +15,14 @@ import (
 
 // client speaks the faas-provider API plus Pronghorn's inspection endpoint.
 type client struct {
-	base string
-	hc   *http.Client
+	base           string
+	user, password string
+	hc             *http.Client
 }
 
-func newClient(base string, timeout time.Duration) *client {
+func newClient(base, user, password string, timeout time.Duration) *client {
 	return &client{
-		base: strings.TrimRight(base, "/"),
+		base: strings.TrimRight(base, "/"), user: user, password: password,
 		// One keep-alive connection is reused for the sequential calls, so
 		// client latency carries no TCP handshake.
 		hc: &http.Client{Timeout: timeout, Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second}},
@@ -72,6 +73,9 @@ func (c *client) do(ctx context.Context, method, path string, body any, out any)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.password != "" {
+		req.SetBasicAuth(c.user, c.password)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

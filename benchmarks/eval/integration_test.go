@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -125,8 +126,17 @@ func TestEvaluationAgainstRealProvider(t *testing.T) {
 	var stdout bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	// The provider generated its basic auth credentials before listening.
+	secret := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(tmp, "data", "secrets", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
 	err := Run(ctx, Options{
-		Gateway: url, Benchmarks: benches, Strategies: []string{StrategyFixed, StrategyRequestCentric}, Rates: []int{4},
+		Gateway: url, User: secret("basic-auth-user"), Password: secret("basic-auth-password"),
+		Benchmarks: benches, Strategies: []string{StrategyFixed, StrategyRequestCentric}, Rates: []int{4},
 		Requests: requests, Intervals: map[string]time.Duration{"pypy": 100 * time.Millisecond, "jvm": 100 * time.Millisecond},
 		Seed: 1, OutDir: out, Stdout: &stdout, Settle: 500 * time.Millisecond,
 	})

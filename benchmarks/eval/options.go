@@ -29,6 +29,11 @@ const (
 type Options struct {
 	// Gateway is the provider's (or an OpenFaaS gateway's) base URL.
 	Gateway string
+	// User and Password are the basic auth credentials sent on the API
+	// calls (deploy, status, inspect, remove, metrics), never on the
+	// measured invocations; an empty Password sends none. User defaults
+	// to admin.
+	User, Password string
 	// Benchmarks are function directory names under the provider's
 	// --functions-dir; they double as the deployed image.
 	Benchmarks []string
@@ -119,6 +124,9 @@ func (o Options) withDefaults() (Options, error) {
 	d := DefaultOptions()
 	if o.Gateway == "" {
 		o.Gateway = d.Gateway
+	}
+	if o.User == "" {
+		o.User = "admin"
 	}
 	if len(o.Benchmarks) == 0 {
 		o.Benchmarks = d.Benchmarks

@@ -56,7 +56,7 @@ func execute(ctx context.Context, o Options) ([]RunResult, error) {
 		return nil, err
 	}
 	defer lw.Close()
-	c := newClient(o.Gateway, o.RequestTimeout)
+	c := newClient(o.Gateway, o.User, o.Password, o.RequestTimeout)
 	var results []RunResult
 	total := len(o.Benchmarks) * len(o.Rates) * len(o.Strategies)
 	// Benchmark → rate → strategy: each (benchmark, rate) figure is complete
