@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/pronghorn-openfaas/pronghorn/coordinator"
@@ -54,7 +57,19 @@ type providerOptions struct {
 	agentImage      string
 	imagePullPolicy string
 	providerURL     string
+	kube            kubeFunctionOptions
 }
+
+// kubeFunctionOptions are faas-netes' settings for function pods, read
+// from the same environment variables.
+type kubeFunctionOptions struct {
+	httpProbe                   bool
+	readiness, liveness         probeOptions
+	setNonRootUser, clusterRole bool
+}
+
+// probeOptions are one probe's timings in seconds.
+type probeOptions struct{ initialDelay, timeout, period int }
 
 func newProviderCommand(build BuildInfo) *cobra.Command {
 	o := providerOptions{build: build}
@@ -98,9 +113,57 @@ func newProviderCommand(build BuildInfo) *cobra.Command {
 	envString(fs, &o.agentImage, "agent-image", "agent_image", "", "kubernetes: image holding /usr/bin/pronghorn, copied into every function pod as its agent")
 	envString(fs, &o.imagePullPolicy, "image-pull-policy", "image_pull_policy", "Always", "kubernetes: pull policy of function pods")
 	envString(fs, &o.providerURL, "provider-url", "provider_url", "", "kubernetes: URL at which agents reach this provider")
+	errs = append(errs, o.kube.flags(fs)...)
 	errs = append(errs, o.snapshots.flags(fs)...)
 	cmd.PreRunE = func(*cobra.Command, []string) error { return errors.Join(errs...) }
 	return cmd
+}
+
+// flags defines faas-netes' function pod settings. Defaults are what
+// faas-netes CE does, except http_probe: false in faas-netes' code, true in
+// the OpenFaaS chart that every CE install uses.
+func (k *kubeFunctionOptions) flags(fs *pflag.FlagSet) []error {
+	errs := []error{
+		envBool(fs, &k.httpProbe, "http-probe", "http_probe", true,
+			"kubernetes: probe functions without the agent with GET /_/health on :8080 rather than cat /tmp/.lock"),
+		envBool(fs, &k.setNonRootUser, "set-nonroot-user", "set_nonroot_user", false,
+			"kubernetes: run function containers as user 12000 (not those that snapshot: CRIU needs root)"),
+		envBool(fs, &k.clusterRole, "cluster-role", "cluster_role", false,
+			`kubernetes: also serve namespaces annotated openfaas: "1" (needs RBAC there); off, only --function-namespace is served`),
+	}
+	def := k8s.DefaultProbeConfig()
+	for _, p := range []struct {
+		kind string
+		o    *probeOptions
+	}{{"readiness", &k.readiness}, {"liveness", &k.liveness}} {
+		for _, f := range []struct {
+			name string
+			dst  *int
+			def  int32
+			what string
+		}{
+			{"initial-delay-seconds", &p.o.initialDelay, def.InitialDelaySeconds, "seconds before the first %s probe of a function pod"},
+			{"timeout-seconds", &p.o.timeout, def.TimeoutSeconds, "timeout in seconds of a function pod's %s probe"},
+			{"period-seconds", &p.o.period, def.PeriodSeconds, "seconds between %s probes of a function pod"},
+		} {
+			name := p.kind + "-probe-" + f.name // readiness-probe-timeout-seconds, env readiness_probe_timeout_seconds
+			errs = append(errs, envInt(fs, f.dst, name, strings.ReplaceAll(name, "-", "_"), int(f.def),
+				"kubernetes: "+fmt.Sprintf(f.what, p.kind)))
+		}
+	}
+	return errs
+}
+
+// config is the probe configuration; a value an int32 cannot hold becomes
+// -1, which the backend refuses along with the other values out of range.
+func (p probeOptions) config() *k8s.ProbeConfig {
+	fit := func(n int) int32 {
+		if n < math.MinInt32 || n > math.MaxInt32 {
+			return -1
+		}
+		return int32(n)
+	}
+	return &k8s.ProbeConfig{InitialDelaySeconds: fit(p.initialDelay), TimeoutSeconds: fit(p.timeout), PeriodSeconds: fit(p.period)}
 }
 
 // maxReplicasLimit is what a Kubernetes Deployment's replicas (an int32)
@@ -284,6 +347,8 @@ func openKubernetes(ctx context.Context, o providerOptions, log *slog.Logger) (*
 		DefaultNamespace: o.namespace, AgentImage: o.agentImage, ImagePullPolicy: o.imagePullPolicy,
 		ScaleFromZeroTimeout: o.scaleFromZero, MaxReplicas: o.maxReplicas, ProviderURL: o.providerURL,
 		Snapshots: coord, Logger: log,
+		HTTPProbe: o.kube.httpProbe, ReadinessProbe: o.kube.readiness.config(), LivenessProbe: o.kube.liveness.config(),
+		SetNonRootUser: o.kube.setNonRootUser, ClusterRole: o.kube.clusterRole,
 	})
 	if err != nil {
 		closeState()

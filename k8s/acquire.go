@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -222,8 +223,9 @@ func (c *nsCache) waitSynced(ctx context.Context) bool {
 // lookup finds the function's Deployment, from the cache when possible. A
 // cache miss asks the API server, since a function deployed a moment ago
 // may not have reached the cache yet; and a namespace's informers start
-// only once a function has been found there, so invocations of made-up
-// names cannot make the provider watch arbitrary namespaces.
+// only once it is served and a function has been found there, so
+// invocations of made-up names cannot make the provider watch arbitrary
+// namespaces.
 func (b *Backend) lookup(ctx context.Context, namespace, name string) (*nsCache, *appsv1.Deployment, error) {
 	b.mu.Lock()
 	c := b.caches[namespace]
@@ -235,6 +237,17 @@ func (b *Backend) lookup(ctx context.Context, namespace, name string) (*nsCache,
 		}
 		if err != nil && !apierrors.IsNotFound(err) {
 			return nil, nil, apiError(err, "function %s.%s", name, namespace)
+		}
+	}
+	if c == nil {
+		if err := b.served(ctx, namespace); err != nil {
+			if !errors.Is(err, errdefs.ErrInvalid) {
+				return nil, nil, err
+			}
+			// Not the API's 400: to a caller there is no such function,
+			// and a 404 is what the invoke handler records no metric
+			// series for, so invented namespaces cannot grow /metrics.
+			return nil, nil, fmt.Errorf("namespace %s is not served by this provider: %w", namespace, errdefs.ErrNotFound)
 		}
 	}
 	dep, err := b.getFunction(ctx, namespace, name)

@@ -1,10 +1,11 @@
 // Package k8s runs functions on Kubernetes, the way faas-netes does: one
 // Deployment and one ClusterIP Service per function in its namespace
-// (openfaas-fn by default). The difference is the worker: every function pod
+// (openfaas-fn by default). The difference is the worker: a function pod
 // runs the pronghorn agent as its entrypoint, copied in by an init container
 // from the provider's own image, and the provider sends invocations straight
-// to a ready pod's agent rather than through the Service, so it knows which
-// worker served which call.
+// to a ready pod rather than through the Service, so it knows which worker
+// served which call. A function whose fprocess the provider cannot see runs
+// its image's own entrypoint instead, as under faas-netes (agentless.go).
 package k8s
 
 import (
@@ -15,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +62,24 @@ type Config struct {
 	// them; nil or disabled, every pod starts cold.
 	Snapshots *coordinator.Coordinator
 	Logger    *slog.Logger
+
+	// HTTPProbe probes functions without the agent with an HTTP GET of
+	// /_/health on port 8080 rather than `cat /tmp/.lock`, as faas-netes'
+	// http_probe does (false in faas-netes' code, true in its chart).
+	HTTPProbe bool
+	// ReadinessProbe and LivenessProbe time the function container's
+	// probes, as faas-netes' readiness_probe_* and liveness_probe_*
+	// settings; nil means DefaultProbeConfig, faas-netes CE's values.
+	ReadinessProbe, LivenessProbe *ProbeConfig
+	// SetNonRootUser runs function containers as user 12000, as faas-netes'
+	// set_nonroot_user does; except those that snapshot, which CRIU needs
+	// to run as root (see makeDeployment).
+	SetNonRootUser bool
+	// ClusterRole serves, besides DefaultNamespace, every namespace
+	// annotated openfaas: "1" (faas-netes' cluster_role, an OpenFaaS Pro
+	// feature). Off, only DefaultNamespace is served and requests for any
+	// other get faas-netes CE's answer, a 400.
+	ClusterRole bool
 }
 
 func (c *Config) setDefaults() error {
@@ -86,6 +106,20 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	// Copies, so a caller changing its ProbeConfig later changes nothing here.
+	for _, p := range []struct {
+		which string
+		cfg   **ProbeConfig
+	}{{"readiness", &c.ReadinessProbe}, {"liveness", &c.LivenessProbe}} {
+		v := DefaultProbeConfig()
+		if *p.cfg != nil {
+			v = **p.cfg
+		}
+		if err := v.check(p.which); err != nil {
+			return err
+		}
+		*p.cfg = &v
+	}
 	return nil
 }
 
@@ -98,11 +132,19 @@ type Backend struct {
 	log       *slog.Logger
 	transport *http.Transport
 
+	// rootWarning says once that set_nonroot_user spares functions that
+	// snapshot.
+	rootWarning sync.Once
+
 	mu        sync.Mutex
 	functions map[string]*fnState // namespace/name: invocation counts, round robin
 	caches    map[string]*nsCache // namespace: pod and deployment informers
 	pods      map[k8stypes.UID]*podWorker
-	closed    bool
+	// hidden holds the annotated namespaces already reported as left out
+	// of Namespaces for want of RBAC, so each is logged once, not at every
+	// metrics scrape.
+	hidden map[string]bool
+	closed bool
 }
 
 var _ provider.Backend = (*Backend)(nil)
@@ -122,6 +164,10 @@ func New(client kubernetes.Interface, cfg Config) (*Backend, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	// Logged here because only the backend knows them resolved.
+	cfg.Logger.Info("kubernetes backend", "function_namespace", cfg.DefaultNamespace, "cluster_role", cfg.ClusterRole,
+		"http_probe", cfg.HTTPProbe, "readiness_probe", *cfg.ReadinessProbe, "liveness_probe", *cfg.LivenessProbe,
+		"set_nonroot_user", cfg.SetNonRootUser, "image_pull_policy", cfg.ImagePullPolicy)
 	return &Backend{
 		client: client, cfg: cfg, log: cfg.Logger,
 		// One transport for every pod: connections to a pod's agent are
@@ -141,6 +187,7 @@ func New(client kubernetes.Interface, cfg Config) (*Backend, error) {
 		functions: map[string]*fnState{},
 		caches:    map[string]*nsCache{},
 		pods:      map[k8stypes.UID]*podWorker{},
+		hidden:    map[string]bool{},
 	}, nil
 }
 
@@ -208,7 +255,7 @@ func (b *Backend) Deploy(ctx context.Context, req types.FunctionDeployment) erro
 	if req.Service == "" {
 		return fmt.Errorf("service name is required: %w", errdefs.ErrInvalid)
 	}
-	if err := b.checkNamespace(ctx, req.Namespace); err != nil {
+	if err := b.served(ctx, req.Namespace); err != nil {
 		return err
 	}
 	secrets, err := b.functionSecrets(ctx, req.Namespace, req.Secrets)
@@ -236,13 +283,23 @@ func (b *Backend) Deploy(ctx context.Context, req types.FunctionDeployment) erro
 		}
 		return apiError(err, "create service of function %s", display)
 	}
-	b.log.Info("function deployed", "function", display, "image", req.Image, "replicas", *dep.Spec.Replicas)
+	b.log.Info("function deployed", "function", display, "image", req.Image, "replicas", *dep.Spec.Replicas, "agent", !isAgentless(dep))
 	return nil
 }
 
 // Update replaces the function's pod template (a rolling update: new pods
 // start before old ones go, maxUnavailable 0) and its labels and
-// annotations. The replica count stays as it is, as in faas-netes.
+// annotations, as faas-netes' update does:
+//
+//   - the pod template gets a new uid label every time, so every update
+//     rolls the pods, and faas-cli up of an image rebuilt under the same tag
+//     takes effect (the pull policy pulls it again);
+//   - a com.openfaas.scale.min that is a positive integer sets the replica
+//     count; otherwise the count stays as it is. Either way it is kept
+//     within the function's new maximum;
+//   - labels and annotations the request no longer has go, from the pod
+//     template, the Deployment and the Service; what others (the Deployment
+//     controller, kubectl, GitOps tools) put on those objects stays.
 //
 // It reads, modifies and writes the Deployment rather than sending a patch:
 // a merge patch cannot remove an env var or a secret the new request no
@@ -251,6 +308,9 @@ func (b *Backend) Update(ctx context.Context, req types.FunctionDeployment) erro
 	req.Namespace = b.namespace(req.Namespace)
 	if req.Service == "" {
 		return fmt.Errorf("service name is required: %w", errdefs.ErrInvalid)
+	}
+	if err := b.served(ctx, req.Namespace); err != nil {
+		return err
 	}
 	display := req.Service + "." + req.Namespace
 	secrets, err := b.functionSecrets(ctx, req.Namespace, req.Secrets)
@@ -261,19 +321,40 @@ func (b *Backend) Update(ctx context.Context, req types.FunctionDeployment) erro
 	if err != nil {
 		return err
 	}
+	var reqLabels map[string]string
+	if req.Labels != nil {
+		reqLabels = *req.Labels
+	}
+	limit, err := funcspec.MaxReplicas(reqLabels, b.cfg.MaxReplicas)
+	if err != nil {
+		return err // Validate, in makeDeployment, has refused this already
+	}
+	var previous map[string]string // the annotations the last deploy or update set
 	deployments := b.client.AppsV1().Deployments(req.Namespace)
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := b.getFunction(ctx, req.Namespace, req.Service)
 		if err != nil {
 			return err
 		}
-		// The template is replaced whole (status reads it back); the
-		// Deployment's own metadata is merged so the controller's
-		// deployment.kubernetes.io/revision survives.
-		cur.Labels = mergeOwned(cur.Labels, want.Labels)
-		cur.Annotations = mergeOwned(cur.Annotations, want.Annotations)
-		cur.Spec.Template = want.Spec.Template
+		previous = cur.Spec.Template.Annotations
+		tmpl := *want.Spec.Template.DeepCopy()
+		// As faas-netes, the request's labels are set after uid, so a
+		// request that names a uid label itself keeps its value.
+		if _, own := reqLabels[uidLabel]; !own {
+			tmpl.Labels[uidLabel] = newUID(cur.Spec.Template.Labels[uidLabel])
+		}
+		cur.Labels = replaceOwned(cur.Labels, nil, want.Labels)
+		cur.Annotations = replaceOwned(cur.Annotations, previous, want.Annotations)
+		cur.Spec.Template = tmpl
 		cur.Spec.Strategy = want.Spec.Strategy
+		replicas := int32(1)
+		switch {
+		case scaleMinSet(reqLabels):
+			replicas = *want.Spec.Replicas
+		case cur.Spec.Replicas != nil:
+			replicas = *cur.Spec.Replicas
+		}
+		cur.Spec.Replicas = ptr(min(replicas, int32(limit)))
 		_, err = deployments.Update(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})
@@ -282,14 +363,35 @@ func (b *Backend) Update(ctx context.Context, req types.FunctionDeployment) erro
 	}
 	// The Service is rebuilt as well, so annotations on it follow the
 	// request; a missing one (deleted by hand) is recreated.
-	if err := b.syncService(ctx, req); err != nil {
+	if err := b.syncService(ctx, req, previous); err != nil {
 		return err
 	}
-	b.log.Info("function updated", "function", display, "image", req.Image)
+	b.log.Info("function updated", "function", display, "image", req.Image, "agent", !isAgentless(want))
 	return nil
 }
 
-func (b *Backend) syncService(ctx context.Context, req types.FunctionDeployment) error {
+// scaleMinSet reports whether labels carry a com.openfaas.scale.min that
+// faas-netes applies on update: a positive integer.
+func scaleMinSet(labels map[string]string) bool {
+	n, err := strconv.Atoi(labels[scaleMinLabel])
+	return err == nil && n > 0
+}
+
+// newUID is a value for the uid label that differs from old. faas-netes
+// uses the clock's nanoseconds within the second, which may repeat; the
+// whole clock in nanoseconds, bumped on a tie, never does.
+func newUID(old string) string {
+	n := time.Now().UnixNano()
+	if v := strconv.FormatInt(n, 10); v != old {
+		return v
+	}
+	return strconv.FormatInt(n+1, 10)
+}
+
+// syncService brings the Service's annotations, selector and ports in line
+// with req; previous are the annotations the provider set before, which go
+// when req no longer has them.
+func (b *Backend) syncService(ctx context.Context, req types.FunctionDeployment, previous map[string]string) error {
 	services := b.client.CoreV1().Services(req.Namespace)
 	want := makeService(req)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -301,8 +403,8 @@ func (b *Backend) syncService(ctx context.Context, req types.FunctionDeployment)
 		if err != nil {
 			return err
 		}
-		cur.Labels = mergeOwned(cur.Labels, want.Labels)
-		cur.Annotations = mergeOwned(cur.Annotations, want.Annotations)
+		cur.Labels = replaceOwned(cur.Labels, nil, want.Labels)
+		cur.Annotations = replaceOwned(cur.Annotations, previous, want.Annotations)
 		cur.Spec.Selector = want.Spec.Selector
 		cur.Spec.Ports = want.Spec.Ports
 		_, err = services.Update(ctx, cur, metav1.UpdateOptions{})
@@ -314,12 +416,17 @@ func (b *Backend) syncService(ctx context.Context, req types.FunctionDeployment)
 	return nil
 }
 
-// mergeOwned keeps labels and annotations others put on the object (the
-// Deployment controller, kubectl, GitOps tools) and sets ours.
-func mergeOwned(cur, ours map[string]string) map[string]string {
+// replaceOwned returns cur without the keys of previous (what the provider
+// set last time) and with ours set: a key the request dropped goes, while
+// keys others put on the object (the Deployment controller's revision,
+// kubectl's, a GitOps tool's) stay. faas-netes replaces the Deployment's
+// annotations whole, which drops those too.
+func replaceOwned(cur, previous, ours map[string]string) map[string]string {
 	out := make(map[string]string, len(cur)+len(ours))
 	for k, v := range cur {
-		out[k] = v
+		if _, owned := previous[k]; !owned {
+			out[k] = v
+		}
 	}
 	for k, v := range ours {
 		out[k] = v
@@ -331,6 +438,9 @@ func mergeOwned(cur, ours map[string]string) map[string]string {
 // are gone, as faas-netes does) and the Service.
 func (b *Backend) Delete(ctx context.Context, namespace, name string) error {
 	namespace = b.namespace(namespace)
+	if err := b.served(ctx, namespace); err != nil {
+		return err
+	}
 	display := name + "." + namespace
 	dep, err := b.getFunction(ctx, namespace, name)
 	if err != nil {
@@ -364,6 +474,9 @@ func (b *Backend) Delete(ctx context.Context, namespace, name string) error {
 // other labels on the pod template, and by the provider's maximum.
 func (b *Backend) Scale(ctx context.Context, namespace, name string, replicas uint64) error {
 	namespace = b.namespace(namespace)
+	if err := b.served(ctx, namespace); err != nil {
+		return err
+	}
 	dep, err := b.getFunction(ctx, namespace, name)
 	if err != nil {
 		return err
@@ -386,6 +499,9 @@ const maxInt32 = 1<<31 - 1
 // Function reports one function's status from its Deployment.
 func (b *Backend) Function(ctx context.Context, namespace, name string) (types.FunctionStatus, error) {
 	namespace = b.namespace(namespace)
+	if err := b.served(ctx, namespace); err != nil {
+		return types.FunctionStatus{}, err
+	}
 	dep, err := b.getFunction(ctx, namespace, name)
 	if err != nil {
 		return types.FunctionStatus{}, err
@@ -397,6 +513,9 @@ func (b *Backend) Function(ctx context.Context, namespace, name string) (types.F
 // faas_function label.
 func (b *Backend) Functions(ctx context.Context, namespace string) ([]types.FunctionStatus, error) {
 	namespace = b.namespace(namespace)
+	if err := b.served(ctx, namespace); err != nil {
+		return nil, err
+	}
 	list, err := b.client.AppsV1().Deployments(namespace).List(ctx, metav1.ListOptions{LabelSelector: functionLabel})
 	if err != nil {
 		return nil, apiError(err, "list functions in %s", namespace)
@@ -446,6 +565,13 @@ func apiError(err error, format string, args ...any) error {
 		kind = errdefs.ErrAlreadyExists
 	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
 		kind = errdefs.ErrInvalid
+	case apierrors.IsForbidden(err):
+		// The provider has no RBAC for this (a namespace without its Role,
+		// or a Role short of a verb): the caller's view is that there is
+		// no such function, not that the provider broke. errdefs has no
+		// kind for a 403, so it is a 404 whose message keeps the API's
+		// "forbidden" reason.
+		kind = errdefs.ErrNotFound
 	case apierrors.IsServerTimeout(err), apierrors.IsTimeout(err), apierrors.IsTooManyRequests(err),
 		apierrors.IsServiceUnavailable(err), apierrors.IsConflict(err):
 		// Conflict here means retries ran out against concurrent writers:

@@ -237,7 +237,7 @@ func TestDeployProcessSources(t *testing.T) {
 		{"envProcess beats envVars", func(r *types.FunctionDeployment) {
 			r.EnvProcess, r.EnvVars = "a", map[string]string{"fprocess": "b"}
 		}, "a"},
-		// The image's own ENV fprocess applies: nothing overrides it.
+		// None: the image runs its own entrypoint (TestAgentlessDeploy).
 		{"none", func(r *types.FunctionDeployment) {}, ""},
 	}
 	for _, tt := range tests {
@@ -330,7 +330,8 @@ func TestDeployErrors(t *testing.T) {
 }
 
 func TestDeployToAnnotatedNamespace(t *testing.T) {
-	b, client := newBackend(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a", Annotations: map[string]string{"openfaas": "1"}}})
+	b, client := newBackendWith(t, func(c *Config) { c.ClusterRole = true },
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a", Annotations: map[string]string{"openfaas": "1"}}})
 	if err := b.Deploy(ctxT(t), types.FunctionDeployment{Service: "fn", Image: "img", EnvProcess: "run", Namespace: "team-a"}); err != nil {
 		t.Fatal(err)
 	}
@@ -594,7 +595,7 @@ func TestNamespaces(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, client := newBackend(t, tt.objs...)
+			b, client := newBackendWith(t, func(c *Config) { c.ClusterRole = true }, tt.objs...)
 			if tt.forbidden {
 				client.PrependReactor("list", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
 					return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, "", errors.New("role, not cluster role"))

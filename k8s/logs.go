@@ -23,6 +23,9 @@ const maxLogLine = 1 << 20
 // can be re-run for those).
 func (b *Backend) Query(ctx context.Context, req logs.Request) (<-chan logs.Message, error) {
 	req.Namespace = b.namespace(req.Namespace)
+	if err := b.served(ctx, req.Namespace); err != nil {
+		return nil, err
+	}
 	if _, err := b.getFunction(ctx, req.Namespace, req.Name); err != nil {
 		return nil, err
 	}

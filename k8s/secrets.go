@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strconv"
 
 	"github.com/openfaas/faas-provider/types"
 	corev1 "k8s.io/api/core/v1"
@@ -23,62 +22,6 @@ const (
 	managedByLabel = "app.kubernetes.io/managed-by"
 	managedByValue = "openfaas"
 )
-
-// namespaceAnnotation marks a namespace functions may be deployed to, as in
-// faas-netes.
-const namespaceAnnotation = "openfaas"
-
-// Namespaces lists the default namespace and every namespace annotated
-// openfaas: "1". A provider that may not list namespaces (a Role rather
-// than a ClusterRole) manages the default one only, as faas-netes does.
-func (b *Backend) Namespaces(ctx context.Context) ([]string, error) {
-	set := map[string]bool{b.cfg.DefaultNamespace: true}
-	list, err := b.client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		if apierrors.IsForbidden(err) {
-			b.log.Warn("cannot list namespaces; only the default one is offered", "namespace", b.cfg.DefaultNamespace, "err", err)
-			return []string{b.cfg.DefaultNamespace}, nil
-		}
-		return nil, apiError(err, "list namespaces")
-	}
-	for _, ns := range list.Items {
-		if annotated(&ns) {
-			set[ns.Name] = true
-		}
-	}
-	out := make([]string, 0, len(set))
-	for ns := range set {
-		out = append(out, ns)
-	}
-	sort.Strings(out)
-	return out, nil
-}
-
-func annotated(ns *corev1.Namespace) bool {
-	ok, _ := strconv.ParseBool(ns.Annotations[namespaceAnnotation])
-	return ok && ns.DeletionTimestamp == nil
-}
-
-// checkNamespace refuses to create objects in a namespace that is neither
-// the default nor annotated for OpenFaaS, so a typo in --namespace does not
-// scatter functions and secrets over the cluster.
-func (b *Backend) checkNamespace(ctx context.Context, namespace string) error {
-	if namespace == b.cfg.DefaultNamespace {
-		return nil
-	}
-	ns, err := b.client.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		return fmt.Errorf("namespace %s does not exist: %w", namespace, errdefs.ErrInvalid)
-	case apierrors.IsForbidden(err):
-		return fmt.Errorf("namespace %s: the provider may only use %s: %w", namespace, b.cfg.DefaultNamespace, errdefs.ErrInvalid)
-	case err != nil:
-		return apiError(err, "namespace %s", namespace)
-	case !annotated(ns):
-		return fmt.Errorf("namespace %s is not annotated %s=\"1\": %w", namespace, namespaceAnnotation, errdefs.ErrInvalid)
-	}
-	return nil
-}
 
 // functionSecrets reads the Secrets a function names. A missing one fails
 // the deploy with 400, like the local backend: the pod could never start.
@@ -103,6 +46,9 @@ func (b *Backend) functionSecrets(ctx context.Context, namespace string, names [
 // Secrets lists the names of the namespace's function secrets.
 func (b *Backend) Secrets(ctx context.Context, namespace string) ([]types.Secret, error) {
 	namespace = b.namespace(namespace)
+	if err := b.served(ctx, namespace); err != nil {
+		return nil, err
+	}
 	list, err := b.client.CoreV1().Secrets(namespace).List(ctx, metav1.ListOptions{LabelSelector: managedByLabel + "=" + managedByValue})
 	if err != nil {
 		return nil, apiError(err, "list secrets in %s", namespace)
@@ -126,7 +72,7 @@ func secretData(s types.Secret) map[string][]byte {
 // exists, labelled or not.
 func (b *Backend) CreateSecret(ctx context.Context, s types.Secret) error {
 	s.Namespace = b.namespace(s.Namespace)
-	if err := b.checkNamespace(ctx, s.Namespace); err != nil {
+	if err := b.served(ctx, s.Namespace); err != nil {
 		return err
 	}
 	_, err := b.client.CoreV1().Secrets(s.Namespace).Create(ctx, &corev1.Secret{
@@ -148,6 +94,9 @@ func (b *Backend) CreateSecret(ctx context.Context, s types.Secret) error {
 // file once the kubelet syncs the projected volume; nothing restarts.
 func (b *Backend) UpdateSecret(ctx context.Context, s types.Secret) error {
 	s.Namespace = b.namespace(s.Namespace)
+	if err := b.served(ctx, s.Namespace); err != nil {
+		return err
+	}
 	secrets := b.client.CoreV1().Secrets(s.Namespace)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := b.managedSecret(ctx, s.Namespace, s.Name)
@@ -170,6 +119,9 @@ func (b *Backend) UpdateSecret(ctx context.Context, s types.Secret) error {
 // of ours.
 func (b *Backend) DeleteSecret(ctx context.Context, namespace, name string) error {
 	namespace = b.namespace(namespace)
+	if err := b.served(ctx, namespace); err != nil {
+		return err
+	}
 	cur, err := b.managedSecret(ctx, namespace, name)
 	if err != nil {
 		return apiError(err, "delete secret %s.%s", name, namespace)

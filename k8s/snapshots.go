@@ -25,6 +25,7 @@ import (
 
 	"github.com/pronghorn-openfaas/pronghorn/agent"
 	"github.com/pronghorn-openfaas/pronghorn/coordinator"
+	"github.com/pronghorn-openfaas/pronghorn/errdefs"
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 )
 
@@ -367,11 +368,18 @@ func (u podUploader) DumpAndUpload(ctx context.Context, put *url.URL) (coordinat
 // its newest pod that asked for a plan saw it.
 func (b *Backend) Inspect(ctx context.Context, namespace, name string) (any, error) {
 	namespace = b.namespace(namespace)
-	if b.cfg.Snapshots == nil {
-		return nil, fmt.Errorf("snapshots are disabled")
-	}
-	if _, err := b.getFunction(ctx, namespace, name); err != nil {
+	if err := b.served(ctx, namespace); err != nil {
 		return nil, err
+	}
+	dep, err := b.getFunction(ctx, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	if isAgentless(dep) {
+		return b.coldState(dep), nil
+	}
+	if b.cfg.Snapshots == nil {
+		return nil, fmt.Errorf("snapshots are disabled: %w", errdefs.ErrNotFound)
 	}
 	pods, err := b.client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: functionLabel + "=" + name})
 	if err != nil {

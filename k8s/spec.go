@@ -26,6 +26,16 @@ const (
 	secretsMountPath = "/var/openfaas/secrets"
 	// secretsVolumeSuffix names the projected volume "<function>-projected-secrets".
 	secretsVolumeSuffix = "-projected-secrets"
+	// uidLabel is the pod template label faas-netes' update sets to a new
+	// value every time, so that every update rolls the pods: a rebuilt
+	// image under the same tag (faas-cli up of :latest) is pulled and run
+	// even when nothing else in the template changed.
+	uidLabel = "uid"
+	// tmpVolume is the writable /tmp of a read-only root filesystem.
+	tmpVolume = "temp"
+	// nonRootUser is the user set_nonroot_user runs functions as (faas-netes'
+	// SecurityContextUserID).
+	nonRootUser = int64(12000)
 )
 
 // ProcessAnnotation (or a label of that name) gives the function's command
@@ -35,7 +45,8 @@ const ProcessAnnotation = "com.pronghorn.fprocess"
 
 // The worker pod layout, shared with agent.ConfigFromEnv.
 const (
-	// InvokePort is where the agent takes invocations; the Service exposes it.
+	// InvokePort is where the agent, or without it the image's own
+	// watchdog, takes invocations; the Service exposes it.
 	InvokePort = 8080
 	// ControlPort is the agent's control API; its /status is the readiness probe.
 	ControlPort = 8081
@@ -44,7 +55,6 @@ const (
 	agentDir    = "/pronghorn"
 	// agentSource is the binary inside the provider's image.
 	agentSource = "/usr/bin/pronghorn"
-	tmpVolume   = "tmp"
 
 	envPrefix      = "PRONGHORN_"
 	envFunction    = "PRONGHORN_FUNCTION"
@@ -83,10 +93,11 @@ func (b *Backend) makeDeployment(req types.FunctionDeployment, secrets map[strin
 	if req.Image == "" {
 		return nil, fmt.Errorf("image is required: %w", errdefs.ErrInvalid)
 	}
-	// An empty process is fine: OpenFaaS template images declare
-	// `ENV fprocess` themselves, and the agent reads it from the container's
-	// environment (a missing one shows in the function's logs).
 	proc := process(req)
+	agentless, err := runsAgentless(req, proc)
+	if err != nil {
+		return nil, err
+	}
 	// The HTTP layer validated req already; checking again here keeps a
 	// direct caller from storing a Deployment that asks for more replicas
 	// than the provider allows, and makes the count below fit an int32.
@@ -102,6 +113,10 @@ func (b *Backend) makeDeployment(req types.FunctionDeployment, secrets map[strin
 	if err != nil {
 		return nil, err
 	}
+	readiness, liveness, err := b.probes(req, agentless)
+	if err != nil {
+		return nil, err
+	}
 
 	podLabels := map[string]string{}
 	if req.Labels != nil {
@@ -111,42 +126,67 @@ func (b *Backend) makeDeployment(req types.FunctionDeployment, secrets map[strin
 	}
 	podLabels[functionLabel] = req.Service
 	annotations := buildAnnotations(req)
+	if agentless {
+		annotations[AgentAnnotation] = "false"
+	}
 
 	fn := corev1.Container{
-		Name:    req.Service,
-		Image:   req.Image,
-		Command: agentCommand,
-		Ports: []corev1.ContainerPort{
-			{Name: "http", ContainerPort: InvokePort, Protocol: corev1.ProtocolTCP},
-			{Name: "control", ContainerPort: ControlPort, Protocol: corev1.ProtocolTCP},
-		},
-		Env:             b.env(req, proc),
+		Name:            req.Service,
+		Image:           req.Image,
+		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: InvokePort, Protocol: corev1.ProtocolTCP}},
 		Resources:       res,
 		ImagePullPolicy: corev1.PullPolicy(b.cfg.ImagePullPolicy),
-		// The agent answers /status 200 only once the function accepts
-		// connections. Probing every second rather than faas-netes' two
-		// matters here: the probe period is added to every scale from zero.
-		ReadinessProbe: &corev1.Probe{
-			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: "/status", Port: intstr.FromInt32(ControlPort), Scheme: corev1.URISchemeHTTP,
-			}},
-			PeriodSeconds: 1, TimeoutSeconds: 1, SuccessThreshold: 1, FailureThreshold: 3,
-		},
+		ReadinessProbe:  readiness,
+		LivenessProbe:   liveness,
 		SecurityContext: &corev1.SecurityContext{ReadOnlyRootFilesystem: &req.ReadOnlyRootFilesystem},
-		VolumeMounts: []corev1.VolumeMount{
-			{Name: agentVolume, MountPath: agentDir, ReadOnly: true},
-		},
 	}
-	volumes := []corev1.Volume{
-		{Name: agentVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+	var volumes []corev1.Volume
+	var initContainers []corev1.Container
+	if agentless {
+		// The image's own entrypoint and environment, as faas-netes
+		// deploys it: nothing of the agent's.
+		fn.Env = envVars(req.EnvVars, proc)
+	} else {
+		fn.Command = agentCommand
+		fn.Ports = append(fn.Ports, corev1.ContainerPort{Name: "control", ContainerPort: ControlPort, Protocol: corev1.ProtocolTCP})
+		fn.Env = b.env(req, proc)
+		fn.VolumeMounts = []corev1.VolumeMount{{Name: agentVolume, MountPath: agentDir, ReadOnly: true}}
+		volumes = append(volumes, corev1.Volume{Name: agentVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+		initContainers = []corev1.Container{{
+			Name:    "pronghorn-agent",
+			Image:   b.cfg.AgentImage,
+			Command: []string{"cp", agentSource, agentDir + "/pronghorn"},
+			// Empty pull policy: Kubernetes' default (Always for :latest,
+			// else IfNotPresent) suits a versioned provider image.
+			VolumeMounts: []corev1.VolumeMount{{Name: agentVolume, MountPath: agentDir}},
+		}}
 	}
 	if req.ReadOnlyRootFilesystem {
 		// As faas-netes: a read-only root still gets a writable /tmp.
 		volumes = append(volumes, corev1.Volume{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 		fn.VolumeMounts = append(fn.VolumeMounts, corev1.VolumeMount{Name: tmpVolume, MountPath: "/tmp"})
 	}
-	if b.snapshotsFor(req.Annotations) {
+	// Only a function run by the agent can snapshot: without it nothing
+	// would checkpoint or restore, so it gets neither privileges nor a token.
+	snapshots := !agentless && b.snapshotsFor(req.Annotations)
+	if snapshots {
 		volumes = snapshotPod(&fn, volumes)
+	}
+	if b.cfg.SetNonRootUser {
+		if snapshots {
+			// CRIU restores and dumps as root in a privileged container;
+			// running the agent (and so the function and criu) as 12000
+			// there is not supported yet. The function keeps the image's
+			// user; a function that must not run as root opts out of
+			// snapshots with com.pronghorn.strategy=cold.
+			b.rootWarning.Do(func() {
+				b.log.Warn("set_nonroot_user does not apply to functions that snapshot: CRIU needs root in their privileged container; "+
+					"deploy with com.pronghorn.strategy=cold (or --strategy cold) to run a function as user 12000",
+					"function", req.Service+"."+req.Namespace)
+			})
+		} else {
+			fn.SecurityContext.RunAsUser = ptr(nonRootUser)
+		}
 	}
 	var pullSecrets []corev1.LocalObjectReference
 	var projections []corev1.VolumeProjection
@@ -161,8 +201,7 @@ func (b *Backend) makeDeployment(req types.FunctionDeployment, secrets map[strin
 			for k := range s.Data {
 				keys = append(keys, k)
 			}
-			// Sorted, so an unchanged request yields an identical template
-			// and an update does not roll the pods for nothing.
+			// Sorted, so the template is a function of the request alone.
 			sort.Strings(keys)
 			items := make([]corev1.KeyToPath, 0, len(keys))
 			for _, k := range keys {
@@ -194,7 +233,8 @@ func (b *Backend) makeDeployment(req types.FunctionDeployment, secrets map[strin
 			Strategy: appsv1.DeploymentStrategy{
 				Type: appsv1.RollingUpdateDeploymentStrategyType,
 				// Never fewer ready pods than asked for during an update:
-				// a new pod must pass /status before an old one goes.
+				// a new pod must pass its readiness probe before an old
+				// one goes.
 				RollingUpdate: &appsv1.RollingUpdateDeployment{
 					MaxUnavailable: ptr(intstr.FromInt32(0)),
 					MaxSurge:       ptr(intstr.FromInt32(1)),
@@ -204,15 +244,7 @@ func (b *Backend) makeDeployment(req types.FunctionDeployment, secrets map[strin
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: annotations},
 				Spec: corev1.PodSpec{
-					InitContainers: []corev1.Container{{
-						Name:    "pronghorn-agent",
-						Image:   b.cfg.AgentImage,
-						Command: []string{"cp", agentSource, agentDir + "/pronghorn"},
-						// Empty pull policy: Kubernetes' default (Always for
-						// :latest, else IfNotPresent) suits a versioned
-						// provider image.
-						VolumeMounts: []corev1.VolumeMount{{Name: agentVolume, MountPath: agentDir}},
-					}},
+					InitContainers:   initContainers,
 					Containers:       []corev1.Container{fn},
 					Volumes:          volumes,
 					ImagePullSecrets: pullSecrets,
@@ -230,25 +262,37 @@ func (b *Backend) makeDeployment(req types.FunctionDeployment, secrets map[strin
 	}, nil
 }
 
-// env is the function container's environment: the request's envVars, the
-// fprocess, and what the agent needs to know about its function.
+// env is the function container's environment under the agent: the
+// request's envVars, the fprocess, and what the agent needs to know about
+// its function.
 func (b *Backend) env(req types.FunctionDeployment, proc string) []corev1.EnvVar {
+	extra := map[string]string{envFunction: req.Service + "." + req.Namespace}
+	if b.cfg.ProviderURL != "" {
+		extra[envProviderURL] = b.cfg.ProviderURL
+	}
+	return envVars(req.EnvVars, proc, extra)
+}
+
+// envVars is env with fprocess set to proc (when there is one) and the
+// extra variables, sorted by name as faas-netes sorts them, so the template
+// is a function of the request alone.
+func envVars(env map[string]string, proc string, extra ...map[string]string) []corev1.EnvVar {
 	vars := map[string]string{}
-	for k, v := range req.EnvVars {
+	for k, v := range env {
 		vars[k] = v
 	}
 	if proc != "" {
 		vars[envProcess] = proc
 	}
-	vars[envFunction] = req.Service + "." + req.Namespace
-	if b.cfg.ProviderURL != "" {
-		vars[envProviderURL] = b.cfg.ProviderURL
+	for _, m := range extra {
+		for k, v := range m {
+			vars[k] = v
+		}
 	}
 	out := make([]corev1.EnvVar, 0, len(vars))
 	for k, v := range vars {
 		out = append(out, corev1.EnvVar{Name: k, Value: v})
 	}
-	// Sorted for the same reason as secret items: stable templates.
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
@@ -376,7 +420,8 @@ func (b *Backend) status(d *appsv1.Deployment) types.FunctionStatus {
 		st.Replicas = uint64(max(*d.Spec.Replicas, 0))
 	}
 	tmpl := d.Spec.Template
-	if labels := withoutKey(tmpl.Labels, functionLabel); len(labels) > 0 {
+	// faas_function and uid are the provider's own, not the request's.
+	if labels := withoutKey(withoutKey(tmpl.Labels, functionLabel), uidLabel); len(labels) > 0 {
 		st.Labels = &labels
 	}
 	if len(tmpl.Annotations) > 0 {
