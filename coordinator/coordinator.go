@@ -193,7 +193,12 @@ type Worker struct {
 	eng orchestrator.Worker
 
 	checkpointing atomic.Bool
-	gone          atomic.Bool
+	// dumping is true from the engine's checkpoint decision until the dump
+	// has been taken: a call the worker served meanwhile would end up in a
+	// snapshot labelled with an earlier request number.
+	dumping  atomic.Bool
+	onDumped func()
+	gone     atomic.Bool
 }
 
 // ID is the worker's id.
@@ -209,6 +214,10 @@ func (w *Worker) Served() int {
 	defer w.mu.Unlock()
 	return w.eng.Served
 }
+
+// Dumping reports whether the worker is about to be, or being, dumped;
+// backends send it no new call until then (Spec.OnDumped says when).
+func (w *Worker) Dumping() bool { return w.dumping.Load() }
 
 // Checkpointing reports whether a checkpoint of the worker is in flight.
 func (w *Worker) Checkpointing() bool { return w.checkpointing.Load() }

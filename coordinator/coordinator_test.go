@@ -357,3 +357,45 @@ func TestFailedCheckpointAndRetriedDelete(t *testing.T) {
 		return len(keys) == 0
 	})
 }
+
+// blockingDump holds a dump until released.
+type blockingDump struct {
+	fakeDump
+	started, release chan struct{}
+}
+
+func (d *blockingDump) Dump(ctx context.Context, dir string) (DumpResult, error) {
+	close(d.started)
+	<-d.release
+	return d.fakeDump.Dump(ctx, dir)
+}
+
+// From the engine's checkpoint decision until the dump is taken the worker
+// reports Dumping, so backends send it no call that would land in a
+// snapshot labelled with an earlier request; OnDumped says when it is over.
+func TestDumpingFromDecisionToDump(t *testing.T) {
+	e := newEnv(t)
+	dump := &blockingDump{started: make(chan struct{}), release: make(chan struct{})}
+	spec := e.spec("1", dump)
+	var woken atomic.Int32
+	spec.OnDumped = func() { woken.Add(1) }
+	w, _ := e.c.Start(t.Context(), e.c.Function("ns", "fn"), "w", spec)
+	e.c.Observe(w, Outcome{Latency: time.Millisecond})
+	if w.Dumping() {
+		t.Fatal("dumping before the planned request")
+	}
+	e.c.Observe(w, Outcome{Latency: time.Millisecond}) // request 2: checkpoint
+	if !w.Dumping() {
+		t.Fatal("not dumping right after the checkpoint decision")
+	}
+	<-dump.started
+	if !w.Dumping() || woken.Load() != 0 {
+		t.Fatal("dump running but the worker takes calls again")
+	}
+	close(dump.release)
+	eventually(t, "the dump to end", func() bool { return !w.Dumping() })
+	if woken.Load() != 1 {
+		t.Fatalf("OnDumped called %d times", woken.Load())
+	}
+	eventually(t, "the checkpoint", func() bool { return !w.Checkpointing() })
+}

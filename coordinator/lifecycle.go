@@ -34,6 +34,9 @@ type Spec struct {
 	// store that cannot presign, the worker takes no part in snapshots.
 	Dumper   Dumper
 	Uploader Uploader
+	// OnDumped, if set, is called when a dump of the worker has been taken
+	// (or failed): the worker takes calls again (see Worker.Dumping).
+	OnDumped func()
 }
 
 // Start plans a new worker of f: its version, and the engine's choice of a
@@ -41,7 +44,7 @@ type Spec struct {
 // it has exited.
 func (c *Coordinator) Start(ctx context.Context, f *Function, workerID string, spec Spec) (*Worker, *orchestrator.Snapshot) {
 	w := &Worker{id: workerID, fn: f, runtime: spec.Version.Runtime, logf: spec.Logf,
-		dumper: spec.Dumper, uploader: spec.Uploader, eng: orchestrator.Worker{ID: workerID}}
+		dumper: spec.Dumper, uploader: spec.Uploader, onDumped: spec.OnDumped, eng: orchestrator.Worker{ID: workerID}}
 	if w.logf == nil {
 		w.logf = func(string, ...any) {}
 	}
@@ -401,6 +404,13 @@ func (c *Coordinator) RestoreFailed(w *Worker, key string, cause error, provenBa
 	c.Delete([]orchestrator.Snapshot{{Key: key}})
 }
 
+// dumped ends the dumping phase and wakes the backend's waiting calls.
+func (w *Worker) dumped() {
+	if w.dumping.Swap(false) && w.onDumped != nil {
+		w.onDumped()
+	}
+}
+
 // Outcome is one finished call as the engine learns from it.
 type Outcome struct {
 	Latency time.Duration
@@ -423,7 +433,9 @@ func (c *Coordinator) Observe(w *Worker, o Outcome) (evict bool) {
 		return false
 	}
 	if act.Checkpoint && w.checkpointing.CompareAndSwap(false, true) {
+		w.dumping.Store(true)
 		if !c.goTracked(func() { c.checkpoint(w, lineage) }) {
+			w.dumped()
 			w.checkpointing.Store(false)
 		}
 	}
@@ -483,6 +495,7 @@ func (c *Coordinator) checkpoint(w *Worker, lineage int) {
 	} else {
 		m, res, err = c.checkpointLocal(ctx, w, key, lineage, manifest)
 	}
+	w.dumped() // a no-op when the local path already said so
 	if err != nil {
 		fail(err)
 		return
@@ -517,6 +530,7 @@ func (c *Coordinator) checkpointLocal(ctx context.Context, w *Worker, key string
 		return m, DumpResult{}, err
 	}
 	res, err := w.dumper.Dump(ctx, dir)
+	w.dumped() // the upload need not hold calls back
 	if err != nil {
 		return m, res, err
 	}

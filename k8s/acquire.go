@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -64,6 +65,17 @@ type podSlot struct {
 	namespace string
 	pod       string
 	inflight  atomic.Int64
+	// snap is the pod's part in the snapshot life cycle, once it asked
+	// for its plan.
+	snap atomic.Pointer[coordinator.Worker]
+}
+
+// dumping reports whether the pod is about to be, or being, dumped: a call
+// it served now would end up in a snapshot labelled with an earlier
+// request number.
+func (s *podSlot) dumping() bool {
+	snap := s.snap.Load()
+	return snap != nil && snap.Dumping()
 }
 
 func (c *nsCache) stop() {
@@ -303,7 +315,15 @@ func (c *nsCache) pick(st *fnState, namespace, name string) *podSlot {
 	for i, p := range ready {
 		slots[i] = c.slot(p)
 	}
-	best, _ := provider.PickLeastBusy(slots, &st.rr, func(s *podSlot) int64 { return s.inflight.Load() })
+	best, _ := provider.PickLeastBusy(slots, &st.rr, func(s *podSlot) int64 {
+		if s.dumping() {
+			return math.MaxInt64
+		}
+		return s.inflight.Load()
+	})
+	if best.dumping() {
+		return nil // every ready pod is being dumped: wait for one
+	}
 	best.inflight.Add(1)
 	return best
 }

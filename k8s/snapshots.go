@@ -159,16 +159,24 @@ func (b *Backend) plan(ctx context.Context, token string) (agent.StartPlan, int,
 	if err != nil || len(pod.Spec.Containers) == 0 {
 		return agent.StartPlan{}, http.StatusNotFound, fmt.Errorf("pod %s is not a function's", pod.Name)
 	}
-	if _, err := b.cacheFor(namespace); err != nil { // to see the pod become ready, and go
-		return agent.StartPlan{}, http.StatusServiceUnavailable, err
+	// The version names the image the kubelet actually ran, which it may
+	// report a moment after the container started.
+	if pod, err = b.awaitImageID(ctx, pod); err != nil {
+		b.log.Warn("pod starts cold: its image ID is not reported yet", "pod", pod.Name, "err", err)
+		return agent.StartPlan{}, http.StatusOK, nil
 	}
 	in, err := b.versionInputs(ctx, pod)
+	if err != nil {
+		return agent.StartPlan{}, http.StatusServiceUnavailable, err
+	}
+	cache, err := b.cacheFor(namespace)
 	if err != nil {
 		return agent.StartPlan{}, http.StatusServiceUnavailable, err
 	}
 	spec := coordinator.Spec{
 		Version: in, Annotations: dep.Spec.Template.Annotations, Generation: uint64(dep.Generation),
 		Uploader: podUploader{b: b, namespace: namespace, pod: pod.Name},
+		OnDumped: cache.changed.Notify,
 		Logf: func(format string, args ...any) {
 			b.log.Info(fmt.Sprintf(format, args...), "function", name+"."+namespace, "pod", pod.Name)
 		},
@@ -188,6 +196,7 @@ func (b *Backend) plan(ctx context.Context, token string) (agent.StartPlan, int,
 	}
 	b.pods[pod.UID] = pw
 	b.mu.Unlock()
+	cache.slot(pod).snap.Store(snap)
 	return plan, http.StatusOK, nil
 }
 
@@ -196,12 +205,11 @@ func (b *Backend) plan(ctx context.Context, token string) (agent.StartPlan, int,
 // mounts (with their values' digests) and its resources.
 func (b *Backend) versionInputs(ctx context.Context, pod *corev1.Pod) (coordinator.VersionInputs, error) {
 	c := pod.Spec.Containers[0]
-	image := c.Image
-	for _, cs := range pod.Status.ContainerStatuses {
-		if cs.Name == c.Name && cs.ImageID != "" {
-			image += "@" + cs.ImageID // a rebuilt :latest is a new version
-		}
+	id, ok := imageID(pod)
+	if !ok {
+		return coordinator.VersionInputs{}, errImageIDUnknown
 	}
+	image := c.Image + "@" + id // a rebuilt :latest is a new version
 	env := map[string]string{}
 	for _, e := range c.Env {
 		if e.ValueFrom == nil {
@@ -239,6 +247,47 @@ func (b *Backend) versionInputs(ctx context.Context, pod *corev1.Pod) (coordinat
 		Limits: functionResources(c.Resources.Limits), Requests: functionResources(c.Resources.Requests),
 		ReadOnly: c.SecurityContext != nil && c.SecurityContext.ReadOnlyRootFilesystem != nil && *c.SecurityContext.ReadOnlyRootFilesystem,
 	}, nil
+}
+
+// errImageIDUnknown: the kubelet has not reported the pod's image ID yet.
+var errImageIDUnknown = errors.New("the function container's image ID is not reported yet")
+
+// imageID is the ID of the image the function container runs.
+func imageID(pod *corev1.Pod) (string, bool) {
+	if len(pod.Spec.Containers) == 0 {
+		return "", false
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == pod.Spec.Containers[0].Name && cs.ImageID != "" {
+			return cs.ImageID, true
+		}
+	}
+	return "", false
+}
+
+// imageIDWait bounds how long a start plan waits for the kubelet to report
+// the image ID; the agent waits for the plan before starting the function.
+const imageIDWait = 3 * time.Second
+
+// awaitImageID returns pod as soon as its image ID is reported.
+func (b *Backend) awaitImageID(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
+	ctx, cancel := context.WithTimeout(ctx, imageIDWait)
+	defer cancel()
+	for {
+		if _, ok := imageID(pod); ok {
+			return pod, nil
+		}
+		select {
+		case <-ctx.Done():
+			return pod, errImageIDUnknown
+		case <-time.After(100 * time.Millisecond):
+		}
+		fresh, err := b.client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil || fresh.UID != pod.UID {
+			return pod, errImageIDUnknown
+		}
+		pod = fresh
+	}
 }
 
 // podWorkerOf returns the snapshot part of pod uid, or nil.
@@ -389,7 +438,7 @@ func (b *Backend) Inspect(ctx context.Context, namespace, name string) (any, err
 		return pods.Items[i].CreationTimestamp.After(pods.Items[j].CreationTimestamp.Time)
 	})
 	for i := range pods.Items {
-		if pods.Items[i].Status.PodIP == "" {
+		if _, ok := imageID(&pods.Items[i]); !ok {
 			continue
 		}
 		in, err := b.versionInputs(ctx, &pods.Items[i])

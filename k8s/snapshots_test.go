@@ -156,7 +156,9 @@ func TestAgentPlanAuthentication(t *testing.T) {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "p1", Namespace: testNS, UID: "uid-1", Labels: map[string]string{functionLabel: "fn"}},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "fn", Image: "img", Env: []corev1.EnvVar{{Name: envProcess, Value: "run"}}}}},
-		Status:     corev1.PodStatus{PodIP: "10.244.0.7"},
+		Status: corev1.PodStatus{PodIP: "10.244.0.7", ContainerStatuses: []corev1.ContainerStatus{
+			{Name: "fn", ImageID: "sha256:0123"},
+		}},
 	}
 	if _, err := client.CoreV1().Pods(testNS).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,9 +58,19 @@ func newFunction(rec record, spec agent.Config, snap *coordinator.Function) *fun
 	return f
 }
 
-// pick returns a ready worker, or nil.
+// pick returns a ready worker, or nil. A worker about to be dumped is
+// passed over: a call it served now would end up in a snapshot labelled
+// with an earlier request number.
 func (f *function) pick() *worker {
-	w, _ := provider.PickLeastBusy(*f.ready.Load(), &f.rr, func(w *worker) int64 { return w.inflight.Load() })
+	w, ok := provider.PickLeastBusy(*f.ready.Load(), &f.rr, func(w *worker) int64 {
+		if w.dumping() {
+			return math.MaxInt64
+		}
+		return w.inflight.Load()
+	})
+	if !ok || w.dumping() {
+		return nil
+	}
 	return w
 }
 

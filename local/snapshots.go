@@ -28,7 +28,8 @@ func (b *Backend) snapSpec(f *function, w *worker, spec agent.Config, out lineWr
 		dump = dumper{w}
 	}
 	return coordinator.Spec{
-		Dumper: dump,
+		Dumper:   dump,
+		OnDumped: f.changed.Notify,
 		Version: coordinator.VersionInputs{
 			Dir: spec.Dir, Process: spec.Process, Runtime: f.rec.Runtime, Env: spec.Env, Secrets: spec.Secrets,
 			Limits: d.Limits, Requests: d.Requests, ReadOnly: d.ReadOnlyRootFilesystem,

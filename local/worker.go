@@ -168,6 +168,12 @@ func (w *worker) start(b *Backend, spec agent.Config, limits *types.FunctionReso
 	return nil
 }
 
+// dumping reports whether the worker is about to be, or being, dumped.
+func (w *worker) dumping() bool {
+	snap := w.snap.Load()
+	return snap != nil && snap.Dumping()
+}
+
 // checkpointing reports whether a checkpoint of the worker is in flight.
 func (w *worker) checkpointing() bool {
 	snap := w.snap.Load()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh — the project's test command (README, CI): installs what the tests
 # need (scripts/setup.sh, cached), then vets and runs every test, including
-# the root-only namespace, CRIU, MinIO and end-to-end tests.
+# the root-only namespace, CRIU, MinIO and end-to-end tests, and last the
+# Kubernetes tests on a real one-node cluster (make cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +18,21 @@ if [[ -n "$unformatted" ]]; then
 fi
 go vet ./...
 go test -race -count=1 -timeout 20m ./...
+
+# The Kubernetes tests run on a real one-node cluster brought up here
+# (make cluster: cached binaries, ~15 s), after the rest so its processes do
+# not compete with them, and torn down afterwards, leaving no trace.
+# PRONGHORN_CLUSTER_TESTS=0 skips them.
+if [[ "${PRONGHORN_CLUSTER_TESTS:-1}" != 0 ]]; then
+	cluster_log="$(mktemp)"
+	trap 'make -s cluster-down >/dev/null 2>&1 || true; rm -f "$cluster_log"' EXIT
+	if make -s cluster >"$cluster_log" 2>&1; then
+		cluster/images/build.sh
+		go test -race -count=1 -timeout 15m -v -run '^TestCluster' ./e2e/ 2>&1 | grep -v '^=== '
+		exit "${PIPESTATUS[0]}"
+	fi
+	# The cluster is infrastructure of this machine: say so loudly, but a
+	# machine that cannot run it still tests everything else.
+	echo "test: the Kubernetes cluster did not come up; the cluster tests did not run:" >&2
+	tail -20 "$cluster_log" >&2
+fi

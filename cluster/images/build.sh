@@ -15,8 +15,13 @@
 # (default: all of them; a runtime missing on this machine is skipped with a
 # note). Function images hold the function at /home/app (their WorkingDir)
 # and its function.json's fprocess and env in their environment, as an
-# OpenFaaS template's `ENV fprocess=...` would; their Cmd is irrelevant, the
-# pod runs the agent. CRIU lives in every image at the agent's default path,
+# OpenFaaS template's `ENV fprocess=...` would. They have no entrypoint: the
+# pod runs the agent, which reads that fprocess. The provider cannot see an
+# image's ENV, so deploy them with the annotation com.pronghorn.agent=true
+# (or give the fprocess in the request: envProcess, envVars or the
+# com.pronghorn.fprocess annotation); otherwise the provider runs them
+# agentless, as faas-netes would, and the container fails with "no command
+# specified". CRIU lives in every image at the agent's default path,
 # /opt/pronghorn/criu/bin/criu (scripts/install-criu.sh's private prefix: the
 # criu binary, its own glibc and loader, and the sh its wrapper needs).
 #
@@ -64,14 +69,9 @@ done
 command -v go >/dev/null || die "go is needed to build pronghorn and mkimage"
 mkdir -p "$OUT" "$WORK/bin" "$WORK/lists" "$WORK/etc"
 
-# --- tools and the pronghorn binary (go's build cache makes reruns quick) ---
+# --- mkimage (go's build cache makes reruns quick) ---------------------------
 (cd "$ROOT/cluster" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -o "$WORK/bin/mkimage" ./cmd/mkimage)
 MKIMAGE="$WORK/bin/mkimage"
-# Static, and without VCS stamps: the same source gives the same binary,
-# hence the same image.
-(cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=cluster-dev" -o "$WORK/pronghorn.new" .)
-if cmp -s "$WORK/pronghorn.new" "$WORK/pronghorn"; then rm "$WORK/pronghorn.new"; else mv "$WORK/pronghorn.new" "$WORK/pronghorn"; fi
-log "pronghorn and mkimage built ($(since "$T0")s)"
 
 # --- CRIU: scripts/install-criu.sh's private prefix -------------------------
 if [[ ! -x $CRIU_PREFIX/bin/criu || ! -x $CRIU_PREFIX/usr/sbin/criu ]]; then
@@ -85,8 +85,9 @@ fi
 closure() {
   ldd "$@" 2>/dev/null | awk '
     $2 == "=>" && $3 ~ /^\// { print $3; next }
-    $2 == "=>" && $3 == "not" { print "missing " $1 > "/dev/stderr"; next }
-    $1 ~ /^\// && $2 ~ /^\(0x/ { print $1 }' | sort -u
+    $2 == "=>" && $3 == "not" { missing[$1] = 1; next }
+    $1 ~ /^\// && $2 ~ /^\(0x/ { print $1 }
+    END { for (m in missing) print "images: note: " m " not found (needed by a module nothing here loads?)" > "/dev/stderr" }' | sort -u
 }
 # elf_files DIR: the ELF files under DIR.
 elf_files() {
@@ -123,11 +124,10 @@ printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' >"$WORK/etc/group"
 # build NAME LAYER-LIST... -- MKIMAGE-FLAGS...: one image.
 built=()
 build() {
-  local name=$1 layers=() t
+  local name=$1 layers=()
   shift
   while [[ $1 != -- ]]; do layers+=(-layer "$1"); shift; done
   shift
-  t=$(date +%s%N)
   "$MKIMAGE" -o "$OUT/$name.tar" -name "$REPO/$name" -tag auto -ref-file "$OUT/$name.ref" "${layers[@]}" "$@"
   built+=("$name")
 }
@@ -135,6 +135,15 @@ build() {
 for name in "${want[@]}"; do
   case $name in
     pronghorn)
+      # Static, and without VCS stamps: the same source gives the same
+      # binary, hence the same image.
+      t=$(date +%s%N)
+      bin="$(mktemp "$WORK/.pronghorn.XXXXXX")"
+      (cd "$ROOT" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=cluster-dev" -o "$bin" .) ||
+        { rm -f "$bin"; die "go build of pronghorn failed"; }
+      chmod 755 "$bin"
+      mv -f "$bin" "$WORK/pronghorn"
+      log "built the static pronghorn binary in $(since "$t")s"
       echo "copy /usr/bin/pronghorn $WORK/pronghorn" >"$WORK/lists/pronghorn.list"
       build pronghorn "$WORK/lists/base.list" "$WORK/lists/pronghorn.list" -- \
         -entrypoint '["/usr/bin/pronghorn"]' -env "PATH=$PATH_ENV"
@@ -142,7 +151,8 @@ for name in "${want[@]}"; do
     counter-node)
       if ! node=$(command -v node); then log "skipping counter-node: no node here"; continue; fi
       { echo "path $node"; closure "$node" | sed 's/^/path /'; } >"$WORK/lists/node.list"
-      echo "copy /home/app $FUNCTIONS/counter-node" >"$WORK/lists/counter-node.list"
+      # (Local mode may have left a __pycache__ there.)
+      printf '%s\n' "copy /home/app $FUNCTIONS/counter-node" "exclude /home/app/__pycache__" >"$WORK/lists/counter-node.list"
       build counter-node "$WORK/lists/base.list" "$WORK/lists/node.list" "$WORK/lists/counter-node.list" -- \
         -function "$FUNCTIONS/counter-node" -workdir /home/app -env "PATH=$PATH_ENV"
       ;;
@@ -158,7 +168,8 @@ for name in "${want[@]}"; do
         { echo "$pypy"; elf_files "$lib"; } | grep -v -e _tkinter -e /tkinter/ | xargs -d '\n' bash -c "$(declare -f closure); closure \"\$@\"" _ |
           sed 's/^/path /'
       } >"$WORK/lists/pypy.list"
-      echo "copy /home/app $FUNCTIONS/counter-pypy" >"$WORK/lists/counter-pypy.list"
+      # (Local mode may have left a __pycache__ there.)
+      printf '%s\n' "copy /home/app $FUNCTIONS/counter-pypy" "exclude /home/app/__pycache__" >"$WORK/lists/counter-pypy.list"
       build counter-pypy "$WORK/lists/base.list" "$WORK/lists/pypy.list" "$WORK/lists/counter-pypy.list" -- \
         -function "$FUNCTIONS/counter-pypy" -workdir /home/app -env "PATH=$PATH_ENV"
       ;;
@@ -192,7 +203,7 @@ for name in "${want[@]}"; do
         echo "copy $JRE $WORK/jre"
         # Libraries inside the runtime resolve through $ORIGIN; those are in
         # the copy above already.
-        elf_files "$WORK/jre" | xargs -d '\n' bash -c "$(declare -f closure); closure \"\$@\"" _ |
+        elf_files "$WORK/jre" | LD_LIBRARY_PATH="$WORK/jre/lib/server" xargs -d '\n' bash -c "$(declare -f closure); closure \"\$@\"" _ |
           grep -v "^$WORK/jre/" | sed 's/^/path /'
       } >"$WORK/lists/jvm.list"
       echo "copy /home/app $WORK/counter-jvm" >"$WORK/lists/counter-jvm.list"

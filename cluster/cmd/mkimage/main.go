@@ -192,9 +192,10 @@ func main() {
 	}
 
 	// Pass 2: the archive, written next to its destination and renamed.
-	tmp := *out + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := os.CreateTemp(filepath.Dir(*out), "."+filepath.Base(*out)+".*")
 	must(err)
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a failure; renamed away otherwise
 	w := tar.NewWriter(f)
 	var layerNames []string
 	var total int64
@@ -227,6 +228,7 @@ func main() {
 	}
 	must(w.Close())
 	must(f.Close())
+	must(os.Chmod(tmp, 0o644))
 	must(os.Rename(tmp, *out))
 	must(os.WriteFile(*out+".id", []byte(stamp), 0o644))
 	log.Printf("%s: wrote %s (%d layers, %.1f MB) in %s", ref, *out, len(img.layers), float64(total)/1e6,
