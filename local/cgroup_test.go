@@ -70,7 +70,9 @@ func TestWorkerLimitsEnforced(t *testing.T) {
 	e := newEnv(t, func(c *Config, _ *bolt.DB) { c.PidsMax = 48 })
 	ctx := context.Background()
 	d := deployment("hog", nil)
-	d.Limits = &types.FunctionResources{Memory: "64Mi", CPU: "250m"}
+	// Agent and function are this test binary, which -race makes several
+	// times larger: the limit leaves them room, the big allocation not.
+	d.Limits = &types.FunctionResources{Memory: "256Mi", CPU: "250m"}
 	if err := e.b.Deploy(ctx, d); err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +95,8 @@ func TestWorkerLimitsEnforced(t *testing.T) {
 	if got, err := e.invokePath("hog", "/alloc?mb=8"); err != nil || !strings.Contains(got, "allocated 8") {
 		t.Fatalf("a small allocation: %q %v", got, err)
 	}
-	if got, err := e.invokePath("hog", "/alloc?mb=256"); err == nil && strings.Contains(got, "allocated") {
-		t.Fatalf("allocated 256 MiB under a 64Mi limit: %q", got)
+	if got, err := e.invokePath("hog", "/alloc?mb=1024"); err == nil && strings.Contains(got, "allocated") {
+		t.Fatalf("allocated 1 GiB under a 256Mi limit: %q", got)
 	}
 	eventually(t, "the out-of-memory reason in the logs", func() bool {
 		lctx, cancel := context.WithTimeout(ctx, time.Second)
