@@ -468,8 +468,9 @@ func (b *Backend) Delete(ctx context.Context, namespace, name string) error {
 	return nil
 }
 
-// Scale sets the Deployment's replicas through the scale subresource, so
-// the provider needs no more than deployments/scale to do it. The count is
+// Scale sets the Deployment's replicas with a get and an update, as
+// faas-netes does: the upstream openfaas chart's Role grants deployments
+// get and update but neither patch nor deployments/scale. The count is
 // bounded by the function's com.openfaas.scale.max, kept with the request's
 // other labels on the pod template, and by the provider's maximum.
 func (b *Backend) Scale(ctx context.Context, namespace, name string, replicas uint64) error {
@@ -484,8 +485,20 @@ func (b *Backend) Scale(ctx context.Context, namespace, name string, replicas ui
 	if err := funcspec.CheckReplicas(replicas, dep.Spec.Template.Labels, b.cfg.MaxReplicas); err != nil {
 		return fmt.Errorf("scale function %s.%s: %w", name, namespace, err)
 	}
-	patch := fmt.Appendf(nil, `{"spec":{"replicas":%d}}`, replicas)
-	_, err = b.client.AppsV1().Deployments(namespace).Patch(ctx, name, k8stypes.MergePatchType, patch, metav1.PatchOptions{}, "scale")
+	n := int32(replicas) // CheckReplicas bounded it by an int32 maximum
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if dep.Spec.Replicas != nil && *dep.Spec.Replicas == n {
+			return nil
+		}
+		dep.Spec.Replicas = &n
+		_, err := b.client.AppsV1().Deployments(namespace).Update(ctx, dep, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			if fresh, gerr := b.getFunction(ctx, namespace, name); gerr == nil {
+				dep = fresh
+			}
+		}
+		return err
+	})
 	if err != nil {
 		return apiError(err, "scale function %s.%s", name, namespace)
 	}

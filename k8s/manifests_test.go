@@ -159,10 +159,9 @@ func checkProvider(t *testing.T, source string, objs map[string]object) {
 	// Every call the backend makes in a function namespace.
 	need := map[string][]string{
 		"apps/deployments":                {"get", "list", "watch", "create", "update", "patch", "delete"},
-		"apps/deployments/scale":          {"patch"},
 		"/services":                       {"get", "create", "update", "delete"},
 		"/secrets":                        {"get", "list", "create", "update", "delete"},
-		"/pods":                           {"get", "list", "watch"},
+		"/pods":                           {"get", "list", "watch", "delete"},
 		"/pods/log":                       {"get"},
 		"discovery.k8s.io/endpointslices": {"list", "watch"},
 	}
