@@ -82,21 +82,6 @@ func podNamespaces() error {
 	return loopbackUp()
 }
 
-func criuForTest(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("CRIU tests need root")
-	}
-	p := os.Getenv("PRONGHORN_CRIU")
-	if p == "" {
-		p = snapshot.DefaultCRIUPath
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("criu not found at %s (set PRONGHORN_CRIU or run scripts/install-criu.sh)", p)
-	}
-	return p
-}
-
 type testPod struct {
 	invoke, control *http.Client
 	logs            *syncBuffer
@@ -177,7 +162,7 @@ func (p *testPod) call(t *testing.T) string {
 // through a presigned GET and restores it, and the function's state
 // carries over. Neither pod sees a store credential.
 func TestPodSnapshotRoundTrip(t *testing.T) {
-	criu := criuForTest(t)
+	criu := snapshottest.CRIU(t)
 	ctx := context.Background()
 	m := snapshottest.StartMinIO(t)
 	store, err := snapshot.NewMinIOStore(ctx, m.Config("pods"))

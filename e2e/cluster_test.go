@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -315,7 +314,7 @@ func startClusterProvider(t *testing.T, c *devCluster, m *clusterMinIO, namespac
 	port := clusterFreePort(t, clusterGateway)
 	p := &provider{t: t, bin: buildBinary(t), dataDir: t.TempDir(), url: fmt.Sprintf("http://127.0.0.1:%d", port),
 		logs: &syncBuffer{}, user: "admin", password: password}
-	p.cmd = exec.Command(p.bin, "provider", "--backend", "kubernetes", "--kubeconfig", c.kubeconfig,
+	p.launch(15*time.Second, "--backend", "kubernetes", "--kubeconfig", c.kubeconfig,
 		"--port", fmt.Sprint(port), "--data-dir", p.dataDir, "--secret-mount-path", secrets,
 		"--function-namespace", namespace,
 		"--agent-image", agentImage, "--image-pull-policy", "Never",
@@ -327,26 +326,6 @@ func startClusterProvider(t *testing.T, c *devCluster, m *clusterMinIO, namespac
 		"--readiness-probe-initial-delay-seconds", "0", "--readiness-probe-period-seconds", "1",
 		"--snapshot-store", "minio", "--minio-endpoint", m.endpoint, "--minio-bucket", bucket,
 		"--minio-access-key", m.accessKey, "--minio-secret-key", m.secretKey)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			p.stop(syscall.SIGTERM)
-		}
-		if t.Failed() {
-			t.Logf("provider log:\n%s", p.logs)
-		}
-	})
-	clusterWait(t, 15*time.Second, "the provider's /healthz", func() bool {
-		resp, err := http.Get(p.url + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
 	return p
 }
 

@@ -98,34 +98,42 @@ func startProvider(t testing.TB, bin, dataDir string, extra ...string) *provider
 	t.Helper()
 	port := freePort(t)
 	p := &provider{t: t, bin: bin, dataDir: dataDir, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &syncBuffer{}}
-	p.cmd = exec.Command(bin, "provider", "--port", fmt.Sprint(port), "--data-dir", dataDir,
-		"--functions-dir", filepath.Join(repoRoot(t), "benchmarks", "functions"))
-	p.cmd.Args = append(p.cmd.Args, extra...)
+	p.launch(10*time.Second, append([]string{"--port", fmt.Sprint(port), "--data-dir", dataDir,
+		"--functions-dir", filepath.Join(repoRoot(t), "benchmarks", "functions")}, extra...)...)
+	// Written before the provider listens.
+	p.user, p.password = credentials(dataDir)
+	return p
+}
+
+// launch runs `pronghorn provider args...`, stops it when the test ends
+// (showing its log if the test failed), and waits up to timeout for its
+// /healthz.
+func (p *provider) launch(timeout time.Duration, args ...string) {
+	p.t.Helper()
+	p.cmd = exec.Command(p.bin, append([]string{"provider"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
+		p.t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	p.t.Cleanup(func() {
 		if p.cmd.ProcessState == nil {
 			p.stop(syscall.SIGTERM)
 		}
-		if t.Failed() {
-			t.Logf("provider log:\n%s", p.logs)
+		if p.t.Failed() {
+			p.t.Logf("provider log:\n%s", p.logs)
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(timeout)
 	for {
 		resp, err := http.Get(p.url + "/healthz")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				// Written before the provider listens.
-				p.user, p.password = credentials(dataDir)
-				return p
+			if resp.StatusCode == http.StatusOK {
+				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("provider not healthy: %v\n%s", err, p.logs)
+			p.t.Fatalf("provider not healthy: %v\n%s", err, p.logs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

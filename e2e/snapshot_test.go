@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -102,13 +101,7 @@ func TestSnapshotsThroughProviderWithMinIO(t *testing.T) {
 func snapshotRequirements(t *testing.T) string {
 	t.Helper()
 	requirements(t)
-	criu := os.Getenv("PRONGHORN_CRIU")
-	if criu == "" {
-		criu = snapshot.DefaultCRIUPath
-	}
-	if _, err := os.Stat(criu); err != nil {
-		t.Skipf("needs CRIU at %s (scripts/install-criu.sh)", criu)
-	}
+	criu := snapshottest.CRIU(t)
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("needs node for the sample function")
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 	"github.com/pronghorn-openfaas/pronghorn/snapshot"
+	"github.com/pronghorn-openfaas/pronghorn/snapshot/snapshottest"
 )
 
 // snapshotEnv is a backend with the engine (in the backend's own bbolt
@@ -31,14 +32,7 @@ import (
 // given, replaces the CRIU binary.
 func snapshotEnv(t *testing.T, runtimeBin string, criu ...string) (*env, *snapshot.DirStore, string) {
 	t.Helper()
-	requireRoot(t)
-	criuPath := os.Getenv("PRONGHORN_CRIU")
-	if criuPath == "" {
-		criuPath = snapshot.DefaultCRIUPath
-	}
-	if _, err := os.Stat(criuPath); err != nil {
-		t.Skipf("needs CRIU at %s (scripts/install-criu.sh): %v", criuPath, err)
-	}
+	criuPath := snapshottest.CRIU(t)
 	if len(criu) > 0 {
 		criuPath = criu[0]
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pronghorn-openfaas/pronghorn/snapshot/snapshottest"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -14,7 +16,7 @@ import (
 // damage is reported as ErrCorrupt. A truncated pages image is left out:
 // criu 4.2 hangs on it instead of failing.
 func TestRestoreDamagedImages(t *testing.T) {
-	criu := criuPath(t)
+	criu := snapshottest.CRIU(t)
 	images := t.TempDir()
 	res, err := spawnWorker(t, workerConfig{Mode: modeDumpSleep, CRIU: criu, ImagesDir: images, WorkDir: t.TempDir()})
 	if err != nil {
@@ -117,7 +119,7 @@ func TestRestoreDamagedImages(t *testing.T) {
 // TestDumpOnFullDisk dumps into a tmpfs too small for the images: the error
 // must name the full disk, not the first (harmless) error in criu's log.
 func TestDumpOnFullDisk(t *testing.T) {
-	criu := criuPath(t)
+	criu := snapshottest.CRIU(t)
 	mnt := t.TempDir()
 	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=16k"); err != nil {
 		t.Skipf("cannot mount a tmpfs: %v", err)

@@ -495,22 +495,6 @@ func ppid(pid int) int {
 
 // ---- parent side ----
 
-// criuPath returns the CRIU to use, or skips the test with the reason.
-func criuPath(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("CRIU tests need root")
-	}
-	p := os.Getenv("PRONGHORN_CRIU")
-	if p == "" {
-		p = snapshot.DefaultCRIUPath
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("criu not found at %s (set PRONGHORN_CRIU or run scripts/install-criu.sh)", p)
-	}
-	return p
-}
-
 type runtimeSpec struct {
 	name    string
 	dir     string // under benchmarks/functions
@@ -626,7 +610,7 @@ var storeKinds = []storeKind{
 const requestsBeforeCheckpoint = 5
 
 func TestCheckpointRestore(t *testing.T) {
-	criu := criuPath(t)
+	criu := snapshottest.CRIU(t)
 	for _, rt := range runtimes {
 		t.Run(rt.name, func(t *testing.T) {
 			dir, fprocess := prepareFunction(t, rt)
@@ -693,7 +677,7 @@ func TestCheckpointRestore(t *testing.T) {
 }
 
 func TestFailurePaths(t *testing.T) {
-	criu := criuPath(t)
+	criu := snapshottest.CRIU(t)
 	rt := runtimes[2] // node: the quickest to start
 	dir, fprocess := prepareFunction(t, rt)
 	storeDir := t.TempDir()
@@ -793,7 +777,7 @@ func TestMeasure(t *testing.T) {
 	if runs <= 0 {
 		runs = 1
 	}
-	criu := criuPath(t)
+	criu := snapshottest.CRIU(t)
 	stores := storeKinds
 	if os.Getenv("PRONGHORN_MEASURE_STORE") == "dir" {
 		stores = storeKinds[:1]
@@ -872,7 +856,7 @@ func median(v []float64) float64 {
 }
 
 func TestCRIUCheck(t *testing.T) {
-	installed := criuPath(t)
+	installed := snapshottest.CRIU(t)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name    string

@@ -47,6 +47,23 @@ func MinIOBinary() (string, bool) {
 	return p, err == nil
 }
 
+// CRIU returns the criu tests should run ($PRONGHORN_CRIU, else
+// snapshot.DefaultCRIUPath), or skips the test with the reason.
+func CRIU(t testing.TB) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("CRIU tests need root")
+	}
+	p := os.Getenv("PRONGHORN_CRIU")
+	if p == "" {
+		p = snapshot.DefaultCRIUPath
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("criu not found at %s (set PRONGHORN_CRIU or run scripts/install-criu.sh)", p)
+	}
+	return p
+}
+
 // StartMinIO starts a MinIO server on a random free 127.0.0.1 port with a
 // temporary data dir and stops it when the test ends. It skips the test
 // when the binary is absent (install it with scripts/install-minio.sh).
