@@ -50,6 +50,8 @@ type Agent struct {
 	restoreDur     atomic.Int64
 	fetchDur       atomic.Int64
 	checkpointing  sync.Mutex
+	// confined is the entered sandbox, nil for an unconfined function.
+	confined *confinement
 }
 
 // Status is the control API's view of the worker.
@@ -108,11 +110,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.reaper.Close()
 
 	if a.cfg.Isolated {
-		if err := setupNamespaces(a.secrets, a.cfg.Secrets); err != nil {
+		if err := privateMounts(); err != nil {
 			return fmt.Errorf("worker namespaces: %w", err)
 		}
 	}
-
 	invokeL, err := listen(a.cfg.InvokeSocket, a.cfg.InvokeAddr)
 	if err != nil {
 		return err
@@ -121,6 +122,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		invokeL.Close()
 		return err
+	}
+	if a.cfg.Isolated {
+		if err := a.setupWorker(); err != nil {
+			invokeL.Close()
+			controlL.Close()
+			return fmt.Errorf("worker namespaces: %w", err)
+		}
 	}
 	upstreamURL, _ := a.cfg.upstream()
 	proxy, transport := newInvokeHandler(upstreamURL)
@@ -149,7 +157,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	var p *process
 	switch {
 	case a.cfg.RestoreDir != "":
-		p = a.tryRestore(func() (*process, error) { return a.restore(ctx, a.cfg.RestoreDir) })
+		p = a.tryRestore(func() (*process, error) {
+			dir, err := a.imagesPath(a.cfg.RestoreDir)
+			if err != nil {
+				return nil, err
+			}
+			return a.restore(ctx, dir)
+		})
 	case a.cfg.ProviderURL != "":
 		p = a.planStart(ctx)
 	}

@@ -44,6 +44,9 @@ type Config struct {
 	// Isolated is true when the agent runs in namespaces of its own and may
 	// mount /proc, bring up loopback and pin the function's PID.
 	Isolated bool `json:"isolated,omitempty"`
+	// Sandbox, when set on an isolated agent, confines the function: a
+	// private root, an unprivileged user, no capabilities, seccomp.
+	Sandbox *SandboxConfig `json:"sandbox,omitempty"`
 
 	// CRIUPath is the criu binary (or wrapper) used for checkpoints and
 	// restores; empty means snapshot.DefaultCRIUPath.
@@ -134,6 +137,11 @@ func (c *Config) validate() error {
 	}
 	if _, err := c.upstream(); err != nil {
 		return err
+	}
+	if c.Sandbox != nil {
+		if err := c.Sandbox.validate(c.Isolated); err != nil {
+			return err
+		}
 	}
 	if c.ProviderURL != "" {
 		u, err := url.Parse(c.ProviderURL)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pronghorn-openfaas/pronghorn/sandbox"
 )
 
 // functionPID is where every function process lands in an isolated worker,
@@ -57,6 +59,10 @@ func startFunction(cfg Config, rp *reaper, logOut io.Writer, log *slog.Logger) (
 
 	cmd := exec.Command(path, argv[1:]...)
 	cmd.Dir = cfg.Dir
+	if cfg.Sandbox != nil {
+		cmd = sandbox.Command(cfg.Sandbox.Identity, path, argv)
+		cmd.Dir = sandbox.FunctionPath
+	}
 	cmd.Env = environ(cfg.Env)
 	cmd.Stdin = devNull
 	cmd.Stdout = stdoutW

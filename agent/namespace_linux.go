@@ -5,23 +5,40 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pronghorn-openfaas/pronghorn/snapshot"
 )
 
-// setupNamespaces prepares the fresh mount, pid and net namespaces the
-// provider cloned for this agent. Mounts are made private first so nothing
-// mounted here (proc, the secrets tmpfs) leaks back to the host.
-func setupNamespaces(secrets *secretFiles, values map[string][]byte) error {
+// privateMounts cuts the fresh mount namespace the provider cloned for this
+// agent off from the host's: nothing mounted here (proc, the secrets
+// tmpfs, a sandbox's root) leaks back.
+func privateMounts() error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
-	// CRIU and ns_last_pid need a /proc that shows this pid namespace.
-	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+	return nil
+}
+
+// setupWorker prepares the worker's namespaces once the agent listens:
+// the sandbox's root (or, unconfined, a /proc of this pid namespace, which
+// CRIU and ns_last_pid need), loopback, and the secrets on a tmpfs.
+func (a *Agent) setupWorker() error {
+	if sb := a.cfg.Sandbox; sb != nil {
+		c, err := enterSandbox(*sb, a.cfg.SecretsDir, a.cfg.Dir, (&snapshot.CRIU{Path: a.cfg.CRIUPath}).Binary())
+		if err != nil {
+			return err
+		}
+		a.confined = c
+	} else if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return fmt.Errorf("mount /proc: %w", err)
 	}
 	if err := loopbackUp(); err != nil {
 		return err
 	}
-	return mountSecrets(secrets, values)
+	if a.confined != nil {
+		return a.secrets.replace(a.cfg.Secrets)
+	}
+	return mountSecrets(a.secrets, a.cfg.Secrets)
 }
 
 func loopbackUp() error {

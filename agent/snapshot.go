@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pronghorn-openfaas/pronghorn/sandbox"
 	"github.com/pronghorn-openfaas/pronghorn/snapshot"
 )
 
@@ -71,7 +72,7 @@ func (a *Agent) restore(ctx context.Context, dir string) (*process, error) {
 	}
 	// The images may be shared with other workers restoring at the same
 	// time, so criu's log goes to a directory of our own.
-	work, err := os.MkdirTemp(a.cfg.WorkDir, "pronghorn-restore-")
+	work, err := os.MkdirTemp(a.workDir(), "pronghorn-restore-")
 	if err != nil {
 		r.Close()
 		w.Close()
@@ -93,12 +94,34 @@ func (a *Agent) restore(ctx context.Context, dir string) (*process, error) {
 	return watchProcess(pid, exited), nil
 }
 
+// imagesPath is where the agent opens a host directory of images the
+// provider names.
+func (a *Agent) imagesPath(hostPath string) (string, error) {
+	if a.confined == nil {
+		return hostPath, nil
+	}
+	return a.confined.imagesPath(hostPath)
+}
+
+// workDir holds the agent's own scratch files: inside a sandbox, a
+// directory only root can enter, never the function's /tmp.
+func (a *Agent) workDir() string {
+	if a.confined != nil && a.cfg.WorkDir == "" {
+		return sandbox.SupervisorDir
+	}
+	return a.cfg.WorkDir
+}
+
 // checkpoint serves a valid CheckpointRequest.
 func (a *Agent) checkpoint(ctx context.Context, req CheckpointRequest) (CheckpointResult, error) {
 	if req.Upload != nil {
 		return a.checkpointUpload(ctx, *req.Upload)
 	}
-	return a.dump(ctx, req.Dir)
+	dir, err := a.imagesPath(req.Dir)
+	if err != nil {
+		return CheckpointResult{}, err
+	}
+	return a.dump(ctx, dir)
 }
 
 // checkpointUpload dumps into a directory of its own under WorkDir, then,
@@ -153,6 +176,9 @@ func (a *Agent) dump(ctx context.Context, dir string) (CheckpointResult, error) 
 	resume := a.reaper.Hold() // go-criu waits for its criu child itself
 	defer resume()
 	criu := &snapshot.CRIU{Path: a.cfg.CRIUPath}
+	if a.confined != nil {
+		criu.Path = a.confined.dumpCRIU
+	}
 	st, err := criu.Dump(ctx, p.pid, dir, snapshot.DumpOptions{})
 	if err != nil {
 		return CheckpointResult{}, err

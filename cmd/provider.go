@@ -29,6 +29,7 @@ import (
 	"github.com/pronghorn-openfaas/pronghorn/local"
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 	"github.com/pronghorn-openfaas/pronghorn/provider"
+	"github.com/pronghorn-openfaas/pronghorn/sandbox"
 	"github.com/pronghorn-openfaas/pronghorn/snapshot"
 )
 
@@ -49,6 +50,10 @@ type providerOptions struct {
 	maxReplicas      uint64
 	pidsMax          int64
 	isolate          bool
+	sandbox          bool
+	functionUID      int
+	functionGID      int
+	workerTmpMiB     int64
 	shutdownDeadline time.Duration
 	snapshots        snapshotOptions
 
@@ -107,6 +112,12 @@ func newProviderCommand(build BuildInfo) *cobra.Command {
 	note(envInt64(fs, &o.pidsMax, "worker-pids-max", "worker_pids_max", local.DefaultPidsMax,
 		"local: the most tasks (processes and threads) one worker may have, agent and function together"))
 	note(envBool(fs, &o.isolate, "isolate", "isolate", true, "run each replica in its own pid, net and mount namespaces (needs root)"))
+	note(envBool(fs, &o.sandbox, "sandbox", "sandbox", true,
+		"local: confine every function: private read-only root, --function-uid, no capabilities, seccomp (off only for development)"))
+	note(envInt(fs, &o.functionUID, "function-uid", "function_uid", local.DefaultFunctionUID, "local: uid a sandboxed function runs as (never 0)"))
+	note(envInt(fs, &o.functionGID, "function-gid", "function_gid", local.DefaultFunctionGID, "local: gid a sandboxed function runs as (never 0)"))
+	note(envInt64(fs, &o.workerTmpMiB, "worker-tmp-mib", "worker_tmp_mib", sandbox.DefaultTmpBytes>>20,
+		"local: size of a sandboxed worker's /tmp (and /dev/shm) in MiB; it counts against the memory limit"))
 	note(envDuration(fs, &o.shutdownDeadline, "shutdown-timeout", "shutdown_timeout", 30*time.Second, "how long shutdown waits for calls and replicas to end"))
 	envString(fs, &o.backend, "backend", "backend", "local", "where functions run: local (namespaced processes on this machine) or kubernetes (pods)")
 	envString(fs, &o.kubeconfig, "kubeconfig", "KUBECONFIG", "", "kubernetes: kubeconfig path (default: in-cluster, then ~/.kube/config)")
@@ -268,6 +279,12 @@ func checkLocal(o *providerOptions) error {
 	if o.isolate && os.Geteuid() != 0 {
 		return fmt.Errorf("local mode runs every replica in its own namespaces and needs root; run as root (or pass --isolate=false for a development setup without isolation)")
 	}
+	if o.workerTmpMiB < 1 || o.workerTmpMiB > 1<<20 {
+		return fmt.Errorf("--worker-tmp-mib %d: must be between 1 and %d", o.workerTmpMiB, 1<<20)
+	}
+	if err := (sandbox.Identity{UID: o.functionUID, GID: o.functionGID}).Validate(); err != nil {
+		return fmt.Errorf("--function-uid/--function-gid: %w", err)
+	}
 	dir, err := filepath.Abs(o.functionsDir)
 	if err != nil {
 		return fmt.Errorf("--functions-dir: %w", err)
@@ -316,6 +333,7 @@ func openLocal(ctx context.Context, o providerOptions, log *slog.Logger) (*local
 	}
 	b, err := local.New(ctx, db, local.Config{
 		DataDir: o.dataDir, FunctionsDir: o.functionsDir, AllowedFunctionDirs: o.allowFnDirs, Isolate: o.isolate, PidsMax: o.pidsMax,
+		Sandbox: o.sandbox, FunctionUser: sandbox.Identity{UID: o.functionUID, GID: o.functionGID}, WorkerTmpBytes: o.workerTmpMiB << 20,
 		DefaultNamespace: o.namespace, ScaleFromZeroTimeout: o.scaleFromZero,
 		ReadyTimeout: o.readyTimeout, MaxReplicas: o.maxReplicas, Logger: log,
 		Engine: engine, Store: store, EngineDefaults: o.snapshots.engine, CRIUPath: o.snapshots.criu,

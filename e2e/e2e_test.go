@@ -168,7 +168,11 @@ func (p *provider) do(method, path string, body any) (int, string) {
 func (p *provider) send(method, path string, body any, withAuth bool) (int, string) {
 	p.t.Helper()
 	var r io.Reader
-	if body != nil {
+	switch b := body.(type) {
+	case nil:
+	case rawBody:
+		r = strings.NewReader(string(b))
+	default:
 		raw, _ := json.Marshal(body)
 		r = bytes.NewReader(raw)
 	}

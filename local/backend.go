@@ -34,8 +34,13 @@ import (
 	"github.com/pronghorn-openfaas/pronghorn/funcspec"
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 	"github.com/pronghorn-openfaas/pronghorn/provider"
+	"github.com/pronghorn-openfaas/pronghorn/sandbox"
 	"github.com/pronghorn-openfaas/pronghorn/snapshot"
 )
+
+// DefaultFunctionUID and DefaultFunctionGID are those of the app user in
+// OpenFaaS's templates.
+const DefaultFunctionUID, DefaultFunctionGID = 1000, 1000
 
 // Config tunes the local backend.
 type Config struct {
@@ -52,7 +57,17 @@ type Config struct {
 	AgentCommand []string
 	// Isolate puts each worker in its own namespaces (needs root). Off only
 	// for tests that cannot be root.
-	Isolate          bool
+	Isolate bool
+	// Sandbox confines every isolated worker's function (package sandbox):
+	// a private root, FunctionUser, no capabilities, seccomp. Off leaves
+	// the function root on the host's file system, for development only.
+	Sandbox bool
+	// FunctionUser is who a sandboxed function runs as; zero means
+	// DefaultFunctionUser.
+	FunctionUser sandbox.Identity
+	// WorkerTmpBytes bounds a sandboxed worker's /tmp and /dev/shm; 0 means
+	// sandbox.DefaultTmpBytes.
+	WorkerTmpBytes   int64
 	DefaultNamespace string
 	// MaxReplicas bounds every function's replica count; 0 means
 	// funcspec.DefaultMaxReplicas.
@@ -97,6 +112,15 @@ func (c *Config) setDefaults() error {
 		c.AgentCommand = []string{exe, "agent"}
 	}
 	c.DefaultNamespace = funcspec.Namespace(c.DefaultNamespace, funcspec.DefaultNamespace)
+	if c.FunctionUser == (sandbox.Identity{}) {
+		c.FunctionUser = sandbox.Identity{UID: DefaultFunctionUID, GID: DefaultFunctionGID}
+	}
+	if err := c.FunctionUser.Validate(); err != nil {
+		return fmt.Errorf("local backend: %w", err)
+	}
+	if c.WorkerTmpBytes < 0 {
+		return fmt.Errorf("local backend: negative worker /tmp size %d", c.WorkerTmpBytes)
+	}
 	if c.MaxReplicas == 0 {
 		c.MaxReplicas = funcspec.DefaultMaxReplicas
 	}
@@ -134,8 +158,15 @@ type Backend struct {
 	store  *store
 	logs   *logBook
 	runDir string
-	coord  *coordinator.Coordinator
-	names  *nameLocks
+	// workDir holds every CRIU image a worker restores from or dumps to.
+	workDir string
+	// sandboxReadOnly are host paths a sandboxed agent needs besides /usr:
+	// a criu installed elsewhere.
+	sandboxReadOnly []string
+	// criuKerndat seeds every sandboxed worker's criu cache.
+	criuKerndat []byte
+	coord       *coordinator.Coordinator
+	names       *nameLocks
 	// restarts counts replicas that died or never became ready.
 	restarts *prometheus.CounterVec
 
@@ -187,7 +218,20 @@ func New(ctx context.Context, db *bolt.DB, cfg Config) (*Backend, error) {
 	// The work dir holds CRIU images on their way to or from the store and
 	// the local copies of pool images. What is there now was left by a
 	// crash, and the seals of cached copies died with the last provider.
+	// Workers must not read the state file or one another's images.
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
 	workDir := filepath.Join(cfg.DataDir, "work")
+	b.workDir = workDir
+	if cfg.Isolate && cfg.Sandbox {
+		b.sandboxReadOnly = criuInstallation(cfg.CRIUPath)
+		if cfg.Store != nil {
+			if b.criuKerndat, err = sandbox.CRIUKerndat(ctx, (&snapshot.CRIU{Path: cfg.CRIUPath}).Binary()); err != nil {
+				b.log.Warn("workers probe the kernel at every dump and restore", "err", err)
+			}
+		}
+	}
 	_ = filepath.WalkDir(workDir, func(path string, d os.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
 			_ = os.Chmod(path, 0o700) // sealed directories are read-only
@@ -845,4 +889,27 @@ func (l *lease) Release(o provider.Outcome) {
 	l.w.served.Add(1)
 	l.f.invocations.Add(1)
 	l.b.released(l.f, l.w, o)
+}
+
+// criuInstallation is what a sandboxed agent must see of the host to run
+// criu: nothing for one under /usr, which every worker sees; otherwise the
+// installation the binary (or wrapper) lies in, above its bin directory.
+func criuInstallation(criuPath string) []string {
+	if criuPath == "" {
+		criuPath = snapshot.DefaultCRIUPath
+	}
+	if resolved, err := filepath.EvalSymlinks(criuPath); err == nil {
+		criuPath = resolved
+	}
+	dir := filepath.Dir(criuPath)
+	if base := filepath.Base(dir); base == "bin" || base == "sbin" {
+		dir = filepath.Dir(dir)
+	}
+	if dir == "/" || dir == "/usr" || strings.HasPrefix(dir, "/usr/") {
+		return nil
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return nil // no criu: dumps fail and are counted, workers serve on
+	}
+	return []string{dir}
 }

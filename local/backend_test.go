@@ -29,6 +29,21 @@ func requireRoot(t testing.TB) {
 	}
 }
 
+// testFunctionFile is the test binary's name in the function directory.
+const testFunctionFile = "fn"
+
+// linkOrCopy makes dst hold src's content, by a hard link where it can.
+func linkOrCopy(src, dst string) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o755)
+}
+
 type env struct {
 	t       testing.TB
 	dataDir string
@@ -47,7 +62,12 @@ func newEnv(t testing.TB, tune ...func(*Config, *bolt.DB)) *env {
 	if len(tune) > 0 {
 		e.tune = tune[0]
 	}
+	// The function is this test binary, inside the function directory: a
+	// sandboxed function sees nothing else of the host.
 	if err := os.Mkdir(filepath.Join(e.fnDir, "testfn"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := linkOrCopy(os.Args[0], filepath.Join(e.fnDir, "testfn", testFunctionFile)); err != nil {
 		t.Fatal(err)
 	}
 	e.open()
@@ -61,7 +81,7 @@ func (e *env) open() {
 		e.t.Fatal(err)
 	}
 	cfg := Config{
-		DataDir: e.dataDir, FunctionsDir: e.fnDir, Isolate: true,
+		DataDir: e.dataDir, FunctionsDir: e.fnDir, Isolate: true, Sandbox: true,
 		AgentCommand:         []string{"/usr/bin/env", "PRONGHORN_TEST_ROLE=agent", os.Args[0]},
 		ScaleFromZeroTimeout: 10 * time.Second, ReadyTimeout: 10 * time.Second, StopGrace: 2 * time.Second,
 	}
@@ -98,7 +118,7 @@ func deployment(name string, env map[string]string) types.FunctionDeployment {
 	for k, v := range env {
 		vars[k] = v
 	}
-	return types.FunctionDeployment{Service: name, Image: "testfn:latest", EnvProcess: os.Args[0], EnvVars: vars}
+	return types.FunctionDeployment{Service: name, Image: "testfn:latest", EnvProcess: "./" + testFunctionFile, EnvVars: vars}
 }
 
 // invoke calls the function through the backend, as the invoke handler does.

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -97,6 +98,17 @@ func (w *worker) start(b *Backend, spec agent.Config, limits *types.FunctionReso
 	spec.InvokeSocket = filepath.Join(b.runDir, w.id+".i")
 	spec.ControlSocket = filepath.Join(b.runDir, w.id+".c")
 	spec.Isolated = b.cfg.Isolate
+	if b.cfg.Isolate && b.cfg.Sandbox {
+		root := filepath.Join(b.runDir, w.id+".root")
+		if err := os.Mkdir(root, 0o700); err != nil {
+			return fmt.Errorf("worker root: %w", err)
+		}
+		spec.Sandbox = &agent.SandboxConfig{
+			Root: root, Identity: b.cfg.FunctionUser, TmpBytes: b.cfg.WorkerTmpBytes,
+			ReadOnly: b.sandboxReadOnly, ImagesDir: b.workDir, CRIUKerndat: b.criuKerndat,
+			Hidden: []string{b.cfg.DataDir, b.cfg.FunctionsDir},
+		}
+	}
 	payload, err := json.Marshal(spec)
 	if err != nil {
 		return err
@@ -160,6 +172,9 @@ func (w *worker) start(b *Backend, spec agent.Config, limits *types.FunctionReso
 		if cg != nil {
 			w.oomKills = cg.oomKills()
 			deleteCgroup(cg)
+		}
+		if spec.Sandbox != nil {
+			os.Remove(spec.Sandbox.Root) // an empty mount point on the host
 		}
 		w.ready.Store(false)
 		w.transport.CloseIdleConnections()

@@ -80,7 +80,8 @@ type RestoreOptions struct {
 	WorkDir string
 }
 
-func (c *CRIU) path() string {
+// Binary is the criu binary (or wrapper) this CRIU runs.
+func (c *CRIU) Binary() string {
 	if c.Path == "" {
 		return DefaultCRIUPath
 	}
@@ -97,7 +98,7 @@ func (c *CRIU) logLevel() int32 {
 // available fails early with a clear message when the binary is missing, instead
 // of go-criu's bare "fork/exec" error.
 func (c *CRIU) available() error {
-	p := c.path()
+	p := c.Binary()
 	if _, err := exec.LookPath(p); err != nil {
 		return fmt.Errorf("criu binary %s: %w (install it with scripts/install-criu.sh): %w", p, errdefs.ErrUnavailable, err)
 	}
@@ -109,7 +110,7 @@ func (c *CRIU) Check(ctx context.Context) error {
 	if err := c.available(); err != nil {
 		return err
 	}
-	out, err := exec.CommandContext(ctx, c.path(), "check").CombinedOutput()
+	out, err := exec.CommandContext(ctx, c.Binary(), "check").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("criu check: %w: %s", err, strings.TrimSpace(string(out)))
 	}
@@ -122,7 +123,7 @@ func (c *CRIU) Version(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	cr := criu.MakeCriu()
-	cr.SetCriuPath(c.path())
+	cr.SetCriuPath(c.Binary())
 	v, err := runCtx(ctx, cr.GetCriuVersion)
 	if err != nil {
 		return 0, fmt.Errorf("criu version: %w", err)
@@ -174,7 +175,7 @@ func (c *CRIU) Dump(ctx context.Context, pid int, imagesDir string, opts DumpOpt
 		External:       opts.External,
 	}
 	cr := criu.MakeCriu()
-	cr.SetCriuPath(c.path())
+	cr.SetCriuPath(c.Binary())
 	start := time.Now()
 	_, err = runCtx(ctx, func() (struct{}, error) { return struct{}{}, cr.Dump(ro, nil) })
 	st := DumpStats{Duration: time.Since(start)}
@@ -266,7 +267,7 @@ func (c *CRIU) Restore(ctx context.Context, imagesDir string, opts RestoreOption
 		ro.InheritFd = append(ro.InheritFd, &rpc.InheritFd{Key: proto.String(key), Fd: proto.Int32(int32(fd))})
 	}
 	cr := criu.MakeCriu()
-	cr.SetCriuPath(c.path())
+	cr.SetCriuPath(c.Binary())
 	nfy := &restoreNotify{}
 	_, err = runCtx(ctx, func() (struct{}, error) { return struct{}{}, cr.Restore(ro, nfy) })
 	if err != nil {
