@@ -212,13 +212,53 @@ func TestSecureDefaults(t *testing.T) {
 func TestCheckLocalMakesDirsAbsolute(t *testing.T) {
 	t.Chdir(t.TempDir())
 	wd, _ := os.Getwd()
-	o := providerOptions{functionsDir: "fns", allowFnDirs: []string{"extra", "/srv/x/../y"}}
-	o.snapshots.engine = orchestrator.DefaultConfig()
+	o := validLocalOptions()
+	o.functionsDir, o.allowFnDirs = "fns", []string{"extra", "/srv/x/../y"}
 	if err := checkLocal(&o); err != nil {
 		t.Fatal(err)
 	}
 	if o.functionsDir != filepath.Join(wd, "fns") || !slices.Equal(o.allowFnDirs, []string{filepath.Join(wd, "extra"), "/srv/y"}) {
 		t.Errorf("functions dir %q, allowed %q", o.functionsDir, o.allowFnDirs)
+	}
+}
+
+// validLocalOptions are the flags' defaults that checkLocal looks at.
+func validLocalOptions() providerOptions {
+	o := providerOptions{functionsDir: "/srv/fns", functionUID: 1000, functionGID: 1000, workerTmpMiB: 128,
+		workerNetwork: true, workerSubnet: "10.62.0.0/16", workerIfPrefix: "phv"}
+	o.snapshots.engine = orchestrator.DefaultConfig()
+	return o
+}
+
+func TestCheckLocalSandboxSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tune func(*providerOptions)
+		want string // in the error; "" for none
+	}{
+		{"defaults", func(*providerOptions) {}, ""},
+		{"function as root", func(o *providerOptions) { o.functionUID = 0 }, "never root"},
+		{"negative gid", func(o *providerOptions) { o.functionGID = -5 }, "never root"},
+		{"no /tmp", func(o *providerOptions) { o.workerTmpMiB = 0 }, "--worker-tmp-mib"},
+		{"huge /tmp", func(o *providerOptions) { o.workerTmpMiB = 1 << 40 }, "--worker-tmp-mib"},
+		{"subnet not a prefix", func(o *providerOptions) { o.workerSubnet = "10.62.0.1" }, "--worker-subnet"},
+		{"IPv6 subnet", func(o *providerOptions) { o.workerSubnet = "fd00::/64" }, "IPv4"},
+		{"prefix too long", func(o *providerOptions) { o.workerIfPrefix = "waytoolongprefix" }, "prefix"},
+		{"network off ignores the subnet", func(o *providerOptions) { o.workerNetwork, o.workerSubnet = false, "junk" }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := validLocalOptions()
+			tc.tune(&o)
+			err := checkLocal(&o)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want one mentioning %q", err, tc.want)
+			case tc.want == "" && o.workerNetwork && (o.network == nil || o.network.Table != "pronghorn-phv"):
+				t.Fatalf("network config %+v", o.network)
+			}
+		})
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -30,6 +31,7 @@ import (
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 	"github.com/pronghorn-openfaas/pronghorn/provider"
 	"github.com/pronghorn-openfaas/pronghorn/sandbox"
+	"github.com/pronghorn-openfaas/pronghorn/sandbox/network"
 	"github.com/pronghorn-openfaas/pronghorn/snapshot"
 )
 
@@ -54,6 +56,10 @@ type providerOptions struct {
 	functionUID      int
 	functionGID      int
 	workerTmpMiB     int64
+	workerNetwork    bool
+	workerSubnet     string
+	workerIfPrefix   string
+	network          *network.Config // from the three above, by checkLocal
 	shutdownDeadline time.Duration
 	snapshots        snapshotOptions
 
@@ -116,6 +122,11 @@ func newProviderCommand(build BuildInfo) *cobra.Command {
 		"local: confine every function: private read-only root, --function-uid, no capabilities, seccomp (off only for development)"))
 	note(envInt(fs, &o.functionUID, "function-uid", "function_uid", local.DefaultFunctionUID, "local: uid a sandboxed function runs as (never 0)"))
 	note(envInt(fs, &o.functionGID, "function-gid", "function_gid", local.DefaultFunctionGID, "local: gid a sandboxed function runs as (never 0)"))
+	note(envBool(fs, &o.workerNetwork, "worker-network", "worker_network", true,
+		"local: give workers egress through the host (NAT), with the provider, the host's services and other workers firewalled off"))
+	envString(fs, &o.workerSubnet, "worker-subnet", "worker_subnet", network.DefaultSubnet, "local: IPv4 subnet workers' addresses come from")
+	envString(fs, &o.workerIfPrefix, "worker-interface-prefix", "worker_interface_prefix", network.DefaultHostIfPrefix,
+		"local: name prefix of the workers' host-side interfaces, which this provider owns (it also names the nftables table pronghorn-<prefix>); two providers on one host need different prefixes and subnets")
 	note(envInt64(fs, &o.workerTmpMiB, "worker-tmp-mib", "worker_tmp_mib", sandbox.DefaultTmpBytes>>20,
 		"local: size of a sandboxed worker's /tmp (and /dev/shm) in MiB; it counts against the memory limit"))
 	note(envDuration(fs, &o.shutdownDeadline, "shutdown-timeout", "shutdown_timeout", 30*time.Second, "how long shutdown waits for calls and replicas to end"))
@@ -279,6 +290,16 @@ func checkLocal(o *providerOptions) error {
 	if o.isolate && os.Geteuid() != 0 {
 		return fmt.Errorf("local mode runs every replica in its own namespaces and needs root; run as root (or pass --isolate=false for a development setup without isolation)")
 	}
+	if o.workerNetwork {
+		subnet, err := netip.ParsePrefix(o.workerSubnet)
+		if err != nil {
+			return fmt.Errorf("--worker-subnet: %w", err)
+		}
+		o.network = &network.Config{Subnet: subnet, HostIfPrefix: o.workerIfPrefix, Table: "pronghorn-" + o.workerIfPrefix}
+		if err := o.network.Validate(); err != nil {
+			return fmt.Errorf("--worker-subnet/--worker-interface-prefix: %w", err)
+		}
+	}
 	if o.workerTmpMiB < 1 || o.workerTmpMiB > 1<<20 {
 		return fmt.Errorf("--worker-tmp-mib %d: must be between 1 and %d", o.workerTmpMiB, 1<<20)
 	}
@@ -333,7 +354,7 @@ func openLocal(ctx context.Context, o providerOptions, log *slog.Logger) (*local
 	}
 	b, err := local.New(ctx, db, local.Config{
 		DataDir: o.dataDir, FunctionsDir: o.functionsDir, AllowedFunctionDirs: o.allowFnDirs, Isolate: o.isolate, PidsMax: o.pidsMax,
-		Sandbox: o.sandbox, FunctionUser: sandbox.Identity{UID: o.functionUID, GID: o.functionGID}, WorkerTmpBytes: o.workerTmpMiB << 20,
+		Sandbox: o.sandbox, FunctionUser: sandbox.Identity{UID: o.functionUID, GID: o.functionGID}, WorkerTmpBytes: o.workerTmpMiB << 20, Network: o.network,
 		DefaultNamespace: o.namespace, ScaleFromZeroTimeout: o.scaleFromZero,
 		ReadyTimeout: o.readyTimeout, MaxReplicas: o.maxReplicas, Logger: log,
 		Engine: engine, Store: store, EngineDefaults: o.snapshots.engine, CRIUPath: o.snapshots.criu,

@@ -3,9 +3,11 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openfaas/faas-provider/types"
 
@@ -44,7 +46,18 @@ func TestMaliciousTenant(t *testing.T) {
 	criu := snapshotRequirements(t)
 	bin, dataDir := buildBinary(t), t.TempDir()
 	testdata := filepath.Join(repoRoot(t), "e2e", "testdata")
-	p := startProvider(t, bin, dataDir, "--criu", criu, "--allow-function-dir", testdata, "--worker-pids-max", "64")
+	// A subnet and interface prefix of this test's own: other providers
+	// may run on this host at the same time.
+	p := startProvider(t, bin, dataDir, "--criu", criu, "--allow-function-dir", testdata, "--worker-pids-max", "64",
+		"--worker-subnet", "10.63.0.0/16", "--worker-interface-prefix", "pte")
+	world := newOutside(t, "10.98.7")
+	// A host service that workers must not reach, on the host's address.
+	hostService, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostService.Close()
+	hostPort := hostService.Addr().(*net.TCPAddr).Port
 	tenantDir := filepath.Join(testdata, "tenant")
 
 	const victimSecret = "victim-token-5f1e"
@@ -54,7 +67,7 @@ func TestMaliciousTenant(t *testing.T) {
 		Service: "tenant", Image: tenantDir,
 		Limits: &types.FunctionResources{Memory: "128Mi"},
 		Annotations: &map[string]string{
-			"com.pronghorn.strategy": "fixed", "com.pronghorn.checkpoint-at": "1", "com.pronghorn.evict-after": "14",
+			"com.pronghorn.strategy": "fixed", "com.pronghorn.checkpoint-at": "1", "com.pronghorn.evict-after": "20",
 		},
 	})
 	p.waitAvailable("victim", 1)
@@ -63,6 +76,21 @@ func TestMaliciousTenant(t *testing.T) {
 		t.Fatalf("the victim cannot read its own secret: %+v", r)
 	}
 	port := strings.TrimPrefix(p.url, "http://127.0.0.1:")
+	// The first call, which the engine checkpoints, holds a connection to
+	// the outside open: the restored worker must come back without it.
+	outsideHost, outsidePort, _ := net.SplitHostPort(world.server)
+	if r := p.probe("tenant", "HOLD "+outsideHost+" "+outsidePort); r.Stdout != "held\n" {
+		t.Fatalf("the tenant cannot reach the outside: %+v", r)
+	}
+	if r := p.probe("victim", "LISTEN 7000"); r.Stdout != "listening\n" {
+		t.Fatalf("victim: %+v", r)
+	}
+	victimIP := strings.TrimSpace(p.probe("victim", "ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1").Stdout)
+	if c, err := net.DialTimeout("tcp", victimIP+":7000", 2*time.Second); err != nil {
+		t.Fatalf("the host cannot reach the victim's listener at %s: %v", victimIP, err)
+	} else {
+		c.Close()
+	}
 
 	probes := []struct {
 		name, cmd string
@@ -77,6 +105,11 @@ func TestMaliciousTenant(t *testing.T) {
 		{"cannot list the snapshot images", "ls " + filepath.Join(dataDir, "work") + " " + filepath.Join(dataDir, "snapshots") + " 2>/dev/null | wc -l", stdoutIs("0\n")},
 		{"cannot read /etc/shadow", "cat /etc/shadow | wc -c", stdoutIs("0\n")},
 		{"cannot reach the provider on loopback", "CONNECT 127.0.0.1 " + port, stdoutIs("ECONNREFUSED\n")},
+		{"cannot reach the provider through its gateway", "CONNECT 10.63.0.1 " + port, stdoutIs("timeout\n")},
+		{"cannot reach a host service", "CONNECT " + world.hostAddr + " " + fmt.Sprint(hostPort), stdoutIs("timeout\n")},
+		{"cannot reach another worker", "CONNECT " + victimIP + " 7000", stdoutIs("timeout\n")},
+		{"reaches the outside", "CONNECT " + outsideHost + " " + outsidePort, stdoutIs("connected\n")},
+		{"has a nameserver", "grep -c ^nameserver /etc/resolv.conf", func(r probeReply) bool { return r.Stdout != "0\n" && r.Stdout != "" }},
 		{"cannot mount", "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m && echo mounted", stdoutIs("")},
 		{"cannot leave its namespaces", "unshare -U true && echo unshared", stdoutIs("")},
 		{"cannot signal its agent", "kill -KILL 1 && echo killed", stdoutIs("")},
@@ -107,11 +140,15 @@ func TestMaliciousTenant(t *testing.T) {
 		return st
 	}
 	waitFor(t, "the tenant's checkpoint", func() bool { return inspect().Checkpoints == 1 })
-	p.probe("tenant", "true") // the 14th call: the worker is evicted after it
-	waitFor(t, "a restored worker", func() bool { return inspect().Restores == 1 })
+	for inspect().Restores == 0 && inspect().FailedRestores == 0 {
+		p.probe("tenant", "true") // up to the 20th call: the worker is evicted after it
+	}
+	if st := inspect(); st.Restores != 1 {
+		t.Fatalf("no restore, with a connection to the outside held at the checkpoint: %+v", st)
+	}
 	r := p.probe("tenant", "id -u; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/$PPID/status | awk '{print $2}' | tr '\\n' ' '")
-	if r.Stdout != "1000\n0000000000000000 1 2 " || r.Calls != 2 {
-		t.Errorf("restored worker: %+v, want uid 1000, no capabilities, no_new_privs, seccomp, and its second call", r)
+	if r.Stdout != "1000\n0000000000000000 1 2 " || r.Calls < 2 {
+		t.Errorf("restored worker: %+v, want uid 1000, no capabilities, no_new_privs, seccomp, and the calls counted on from the snapshot", r)
 	}
 
 	// Past its memory limit the function is killed; the replica that
@@ -125,6 +162,9 @@ func TestMaliciousTenant(t *testing.T) {
 		return strings.Contains(logs, "out of memory")
 	})
 	p.waitAvailable("tenant", 1)
+	if st := p.status("tenant"); st.Annotations == nil || !strings.Contains((*st.Annotations)["com.pronghorn.last-replica-exit"], "out of memory") {
+		t.Errorf("the status does not say the replica ran out of memory: %+v", st.Annotations)
+	}
 	if r := p.probe("victim", "cat /var/openfaas/secrets/victim-key"); r.Stdout != victimSecret {
 		t.Errorf("the victim was disturbed: %+v", r)
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/pronghorn-openfaas/pronghorn/orchestrator"
 	"github.com/pronghorn-openfaas/pronghorn/provider"
 	"github.com/pronghorn-openfaas/pronghorn/sandbox"
+	"github.com/pronghorn-openfaas/pronghorn/sandbox/network"
 	"github.com/pronghorn-openfaas/pronghorn/snapshot"
 )
 
@@ -67,7 +68,11 @@ type Config struct {
 	FunctionUser sandbox.Identity
 	// WorkerTmpBytes bounds a sandboxed worker's /tmp and /dev/shm; 0 means
 	// sandbox.DefaultTmpBytes.
-	WorkerTmpBytes   int64
+	WorkerTmpBytes int64
+	// Network, when set on an isolated backend, gives every worker egress
+	// through the host, firewalled (package sandbox/network); nil leaves
+	// workers with loopback only.
+	Network          *network.Config
 	DefaultNamespace string
 	// MaxReplicas bounds every function's replica count; 0 means
 	// funcspec.DefaultMaxReplicas.
@@ -165,8 +170,10 @@ type Backend struct {
 	sandboxReadOnly []string
 	// criuKerndat seeds every sandboxed worker's criu cache.
 	criuKerndat []byte
-	coord       *coordinator.Coordinator
-	names       *nameLocks
+	// net plumbs the workers' egress; nil without Config.Network.
+	net   *network.Manager
+	coord *coordinator.Coordinator
+	names *nameLocks
 	// restarts counts replicas that died or never became ready.
 	restarts *prometheus.CounterVec
 
@@ -224,6 +231,15 @@ func New(ctx context.Context, db *bolt.DB, cfg Config) (*Backend, error) {
 	}
 	workDir := filepath.Join(cfg.DataDir, "work")
 	b.workDir = workDir
+	if cfg.Isolate && cfg.Network != nil {
+		nc := *cfg.Network
+		if nc.Logger == nil {
+			nc.Logger = cfg.Logger
+		}
+		if b.net, err = network.New(ctx, nc); err != nil {
+			return nil, fmt.Errorf("worker network: %w", err)
+		}
+	}
 	if cfg.Isolate && cfg.Sandbox {
 		b.sandboxReadOnly = criuInstallation(cfg.CRIUPath)
 		if cfg.Store != nil {
@@ -369,6 +385,11 @@ func (b *Backend) Close(ctx context.Context) error {
 		b.tasksMu.Unlock()
 		b.tasks.Wait()
 		_ = b.coord.Close(ctx)
+		if b.net != nil {
+			if err := b.net.Close(ctx); err != nil {
+				b.log.Warn("worker network not cleaned up", "err", err)
+			}
+		}
 		close(done)
 	}()
 	select {
@@ -681,15 +702,33 @@ func (b *Backend) Functions(ctx context.Context, namespace string) ([]types.Func
 	return out, nil
 }
 
+// Status annotations the provider adds to a function's own: the status
+// type has no field for why replicas die, and an OOM kill is worth seeing
+// in faas-cli describe.
+const (
+	annotationRestarts = "com.pronghorn.replica-restarts"
+	annotationLastExit = "com.pronghorn.last-replica-exit"
+)
+
 func (b *Backend) status(f *function) types.FunctionStatus {
 	f.mu.Lock()
-	rec := f.rec
+	rec, restarts, lastExit := f.rec, f.restarts, f.lastExit
 	f.mu.Unlock()
 	d := rec.Deployment
+	annotations := d.Annotations
+	if restarts > 0 {
+		m := map[string]string{}
+		if d.Annotations != nil {
+			maps.Copy(m, *d.Annotations)
+		}
+		m[annotationRestarts] = strconv.Itoa(restarts)
+		m[annotationLastExit] = lastExit
+		annotations = &m
+	}
 	return types.FunctionStatus{
 		Name: d.Service, Image: d.Image, Namespace: d.Namespace, EnvProcess: rec.Process,
 		EnvVars: d.EnvVars, Constraints: d.Constraints, Secrets: d.Secrets,
-		Labels: d.Labels, Annotations: d.Annotations, Limits: d.Limits, Requests: d.Requests,
+		Labels: d.Labels, Annotations: annotations, Limits: d.Limits, Requests: d.Requests,
 		ReadOnlyRootFilesystem: d.ReadOnlyRootFilesystem,
 		InvocationCount:        float64(f.invocations.Load()),
 		Replicas:               rec.Replicas, AvailableReplicas: uint64(len(*f.ready.Load())), CreatedAt: rec.CreatedAt,

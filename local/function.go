@@ -37,6 +37,7 @@ type function struct {
 	restarts    int
 	failures    int       // consecutive workers that died before becoming ready
 	lastFailure string    // why the last of them died
+	lastExit    string    // why the last replica that exited on its own did
 	retryAt     time.Time // no new worker before this, after failures
 	// changed wakes invocations waiting for a replica whenever a worker
 	// becomes ready or fails to.

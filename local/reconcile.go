@@ -193,6 +193,7 @@ func (b *Backend) run(f *function, w *worker, spec agent.Config, snapSpec coordi
 		f.restarts++
 		b.restarts.WithLabelValues(f.display).Inc()
 		reason := "replica exited: " + w.exitReason()
+		f.lastExit = time.Now().UTC().Format(time.RFC3339) + " " + reason
 		if failed {
 			b.noteFailureLocked(f, reason)
 		}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/pronghorn-openfaas/pronghorn/agent"
 	"github.com/pronghorn-openfaas/pronghorn/coordinator"
+	"github.com/pronghorn-openfaas/pronghorn/sandbox/network"
 )
 
 // errRetiredBeforeStart is the exit reason of a worker stopped before its
@@ -109,10 +110,6 @@ func (w *worker) start(b *Backend, spec agent.Config, limits *types.FunctionReso
 			Hidden: []string{b.cfg.DataDir, b.cfg.FunctionsDir},
 		}
 	}
-	payload, err := json.Marshal(spec)
-	if err != nil {
-		return err
-	}
 	args := append(append([]string(nil), b.cfg.AgentCommand[1:]...), "--run-dir", b.runDir, "--id", w.id)
 	cmd := exec.Command(b.cfg.AgentCommand[0], args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
@@ -153,13 +150,34 @@ func (w *worker) start(b *Backend, spec agent.Config, limits *types.FunctionReso
 		deleteCgroup(cg)
 		return fmt.Errorf("start agent: %w", err)
 	}
+	fail := func(err error) error {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		deleteCgroup(cg)
+		if b.net != nil {
+			_ = b.net.Detach(context.Background(), w.id)
+		}
+		return err
+	}
 	if cg != nil {
 		if err := cg.add(cmd.Process.Pid); err != nil {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			_ = cmd.Wait()
-			deleteCgroup(cg)
-			return fmt.Errorf("worker cgroup: %w", err)
+			return fail(fmt.Errorf("worker cgroup: %w", err))
 		}
+	}
+	// The agent waits for its config: the network is there before the
+	// function can run.
+	if b.net != nil {
+		att, err := b.net.Attach(context.Background(), w.id, fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid))
+		if err != nil {
+			return fail(fmt.Errorf("worker network: %w", err))
+		}
+		if spec.Sandbox != nil {
+			spec.Sandbox.ResolvConf = att.ResolvConf
+		}
+	}
+	payload, err := json.Marshal(spec)
+	if err != nil {
+		return fail(err)
 	}
 	w.cmd = cmd
 	go func() {
@@ -179,6 +197,13 @@ func (w *worker) start(b *Backend, spec agent.Config, limits *types.FunctionReso
 		w.ready.Store(false)
 		w.transport.CloseIdleConnections()
 		close(w.done)
+		// After done: the kernel takes a few milliseconds more to remove
+		// the dead namespace's interface, which no one need wait for.
+		if b.net != nil {
+			if err := b.net.Detach(context.Background(), w.id); err != nil && !errors.Is(err, network.ErrClosed) {
+				b.log.Warn("worker network not released", "worker", w.id, "err", err)
+			}
+		}
 	}()
 	return nil
 }

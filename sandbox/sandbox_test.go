@@ -18,7 +18,15 @@ import (
 // enters the Spec in the variable and runs a shell in it as the function.
 const roleEnv = "PRONGHORN_SANDBOX_TEST_SPEC"
 
+// ptraceEnv makes the test binary, run as a confined function, try to
+// ptrace its supervisor and print the error.
+const ptraceEnv = "PRONGHORN_SANDBOX_TEST_PTRACE"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(ptraceEnv) != "" {
+		fmt.Println(unix.PtraceAttach(1))
+		os.Exit(0)
+	}
 	if spec := os.Getenv(roleEnv); spec != "" {
 		if err := runWorker(spec); err != nil {
 			fmt.Fprintln(os.Stderr, "worker:", err)
@@ -86,6 +94,13 @@ func TestConfinedFunction(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(fnDir, "handler.txt"), []byte("code"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(fnDir, "probe"), self, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	os.Chmod(fnDir, 0o755)
 	// The provider's data dir, under a directory shown read-only; not under
 	// /tmp, which the worker's own /tmp covers anyway.
@@ -117,11 +132,13 @@ func TestConfinedFunction(t *testing.T) {
 		{"cannot read the host's shadow file", "cat /etc/shadow 2>/dev/null || echo denied", "denied\n"},
 		{"the host's /root and /home are not there", "ls /root /home/* 2>&1 | grep -c 'No such file'; ls /home", "1\napp\n"},
 		{"function directory read-only at /home/app", "cat handler.txt; echo; touch x 2>/dev/null || echo read-only", "code\nread-only\n"},
+		{"the supervisor's files are out of reach", "ls /.pronghorn 2>/dev/null || echo denied", "denied\n"},
 		{"root file system read-only", "touch /etc/x /usr/x /x 2>/dev/null || echo read-only", "read-only\n"},
 		{"/tmp writable and sized", "dd if=/dev/zero of=/tmp/f bs=64k count=32 2>/dev/null || echo full", "full\n"},
 		{"cannot mount", "mkdir -p /tmp/m; mount -t tmpfs x /tmp/m 2>/dev/null || echo refused", "refused\n"},
 		{"cannot unshare namespaces", "unshare -r true 2>/dev/null || unshare -m true 2>/dev/null || echo refused", "refused\n"},
 		{"cannot open the tun driver CRIU probes", "(exec 3<>/dev/net/tun) 2>/dev/null || echo denied", "denied\n"},
+		{"cannot ptrace its supervisor", ptraceEnv + "=1 ./probe", "operation not permitted\n"},
 		{"cannot signal its supervisor (PID 1)", "kill -0 1 2>/dev/null || echo denied", "denied\n"},
 		{"sees only its own processes", "ls /proc | grep -c '^[0-9]'", "3\n"},
 		{"worker's own /etc files", "cat /etc/resolv.conf /etc/hostname; grep ^app /etc/passwd", "nameserver 192.0.2.53\nworker-test\napp:x:1000:1000:app:/home/app:/usr/sbin/nologin\n"},

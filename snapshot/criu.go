@@ -167,12 +167,16 @@ func (c *CRIU) Dump(ctx context.Context, pid int, imagesDir string, opts DumpOpt
 		Pid:            proto.Int32(int32(pid)),
 		LeaveRunning:   proto.Bool(!opts.Stop),
 		TcpEstablished: proto.Bool(true),
-		ShellJob:       proto.Bool(false),
-		ExtUnixSk:      proto.Bool(opts.ExtUnixSk),
-		FileLocks:      proto.Bool(true),
-		LogLevel:       proto.Int32(c.logLevel()),
-		LogFile:        proto.String(dumpLog),
-		External:       opts.External,
+		// Restores close established connections (TcpClose), so their
+		// state need not be consistent, and the packets a lock would hold
+		// back do not matter: no iptables or nft runs inside the worker.
+		NetworkLock: rpc.CriuNetworkLockMethod_SKIP.Enum(),
+		ShellJob:    proto.Bool(false),
+		ExtUnixSk:   proto.Bool(opts.ExtUnixSk),
+		FileLocks:   proto.Bool(true),
+		LogLevel:    proto.Int32(c.logLevel()),
+		LogFile:     proto.String(dumpLog),
+		External:    opts.External,
 	}
 	cr := criu.MakeCriu()
 	cr.SetCriuPath(c.Binary())
@@ -234,14 +238,18 @@ func (c *CRIU) Restore(ctx context.Context, imagesDir string, opts RestoreOption
 	}
 	logDir := imagesDir
 	ro := &rpc.CriuOpts{
-		ImagesDirFd:    proto.Int32(int32(dir.Fd())),
-		RstSibling:     proto.Bool(true),
-		TcpEstablished: proto.Bool(true),
-		ShellJob:       proto.Bool(false),
-		ExtUnixSk:      proto.Bool(opts.ExtUnixSk),
-		FileLocks:      proto.Bool(true),
-		LogLevel:       proto.Int32(c.logLevel()),
-		LogFile:        proto.String(restoreLog),
+		ImagesDirFd: proto.Int32(int32(dir.Fd())),
+		RstSibling:  proto.Bool(true),
+		// A restored worker has another address, and the peers of the
+		// function's established connections know nothing of it: they
+		// come back closed, and the function sees a reset and reconnects.
+		// The agent's own connections were drained before the dump.
+		TcpClose:  proto.Bool(true),
+		ShellJob:  proto.Bool(false),
+		ExtUnixSk: proto.Bool(opts.ExtUnixSk),
+		FileLocks: proto.Bool(true),
+		LogLevel:  proto.Int32(c.logLevel()),
+		LogFile:   proto.String(restoreLog),
 	}
 	if opts.WorkDir != "" {
 		wd, err := os.Open(opts.WorkDir)

@@ -1,14 +1,17 @@
 // A hostile tenant's function, for the sandbox tests: it runs the shell
-// command in the request body and answers with what happened. Three verbs
+// command in the request body and answers with what happened. Some verbs
 // run inside the function's own process instead: "ALLOC <MiB>" allocates
-// and keeps memory, "CONNECT <host> <port>" opens a TCP connection, and
-// "SPAWN <n>" starts n processes at once and says how many started.
+// and keeps memory, "CONNECT <host> <port>" tries a TCP connection,
+// "HOLD <host> <port>" opens one and keeps it, "LISTEN <port>" accepts
+// connections on every address, and "SPAWN <n>" starts n processes at
+// once and says how many started.
 'use strict';
 const http = require('http');
 const net = require('net');
 const { spawn, spawnSync } = require('child_process');
 
 const hoard = [];
+const held = [];
 let calls = 0;
 
 function connect(host, port, done) {
@@ -42,6 +45,20 @@ function run(cmd, done) {
   if (alloc) {
     for (let i = 0; i < Number(alloc[1]); i++) hoard.push(Buffer.alloc(1 << 20, 1));
     return done({ status: 0, stdout: `holding ${hoard.length} MiB\n` });
+  }
+  const hold = /^HOLD (\S+) (\d+)$/.exec(cmd);
+  if (hold) {
+    const sock = net.connect({ host: hold[1], port: Number(hold[2]) });
+    held.push(sock);
+    sock.on('error', () => {}); // a restored worker finds it closed
+    sock.on('connect', () => done({ status: 0, stdout: 'held\n' }));
+    return;
+  }
+  const listen = /^LISTEN (\d+)$/.exec(cmd);
+  if (listen) {
+    const srv = net.createServer((c) => c.end('hello\n'));
+    srv.on('error', (err) => done({ status: 1, stdout: String(err) + '\n' }));
+    return srv.listen(Number(listen[1]), '0.0.0.0', () => done({ status: 0, stdout: 'listening\n' }));
   }
   const conn = /^CONNECT (\S+) (\d+)$/.exec(cmd);
   if (conn) {
