@@ -65,7 +65,7 @@ const setpriv = "/usr/bin/setpriv"
 // sh -p. Without setpriv, dumps run criu directly.
 //
 // criu decides it runs as root from its effective uid, and skips its
-// kernel probes when /run holds their cache (KerndatCache), which matters:
+// kernel probes when /run holds their cache (sandbox.CRIUKerndat), which matters:
 // some probes fail with a real uid that is not root.
 func criuAsFunction(criuPath string, id sandbox.Identity) (string, error) {
 	if _, err := os.Stat(setpriv); err != nil {
