@@ -39,12 +39,25 @@ bench:
 clean:
 	rm -rf bin
 
-# The paper's evaluation (Figures 4-5, Tables 4-5) into results/<timestamp>;
-# hours with the full protocol, see scripts/eval.sh for quick-run overrides
-# (e.g. make eval REQUESTS=50 BENCHMARKS=bfs,simple-hash).
-.PHONY: eval
+# The evaluation of issue 9 (as root, on a quiet machine): the full protocol
+# (13 benchmarks x cold, fixed(1), request-centric, bandit x E in {20, 4, 1} x
+# 500 requests on the artifact's spacing) in resumable chunks under
+# docs/evaluation/data/full, then the report in docs/evaluation. About 6-7
+# hours on two cores; rerun to resume after an interruption. Overrides in
+# scripts/eval.sh (e.g. make eval BENCHMARKS=bfs,simple-hash RATES=4).
+.PHONY: eval eval-quick eval-report
 eval:
 	scripts/eval.sh
+
+# The reduced grid: bfs (PyPy) and simple-hash (JVM), every strategy and
+# rate, seeds 1-3, with a progress bar and ETA; under 15 minutes. Data in
+# docs/evaluation/data/quick, report in docs/evaluation/quick.
+eval-quick:
+	QUICK=1 scripts/eval.sh
+
+# Regenerates both reports from the data alone (no provider, no root).
+eval-report:
+	REPORT_ONLY=1 scripts/eval.sh
 
 # A real one-node Kubernetes cluster on this machine (root): etcd, apiserver,
 # controller-manager, scheduler, containerd and kubelet as background

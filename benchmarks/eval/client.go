@@ -158,10 +158,15 @@ func (c *client) metrics(ctx context.Context, function string) (Scrape, error) {
 // invocation is one measured call.
 type invocation struct {
 	clientUS, serverUS int64
+	// lineage is the function's count of requests its runtime state has
+	// served (the benchmarks' "lineage", the counter samples' "count"), -1
+	// when it reports none; worker is its worker token ("" when none).
+	lineage int
+	worker  string
 }
 
 // invoke calls the function once and returns the client-side latency
-// (request written to response fully read) and the handler's server_us.
+// (request written to response fully read) and what the handler reported.
 func (c *client) invoke(ctx context.Context, name string, seed int64, mutability float64) (invocation, error) {
 	q := url.Values{}
 	q.Set("seed", strconv.FormatInt(seed, 10))
@@ -186,9 +191,35 @@ func (c *client) invoke(ctx context.Context, name string, seed int64, mutability
 	}
 	var reply struct {
 		ServerUS *int64 `json:"server_us"`
+		Lineage  *int64 `json:"lineage"`
+		Count    *int64 `json:"count"`
+		Worker   string `json:"worker"`
 	}
 	if err := json.Unmarshal(data, &reply); err != nil || reply.ServerUS == nil {
 		return invocation{}, fmt.Errorf("invoke %s: reply lacks server_us: %.200s", name, data)
 	}
-	return invocation{clientUS: elapsed.Microseconds(), serverUS: *reply.ServerUS}, nil
+	inv := invocation{clientUS: elapsed.Microseconds(), serverUS: *reply.ServerUS, lineage: -1, worker: reply.Worker}
+	switch {
+	case reply.Lineage != nil:
+		inv.lineage = int(*reply.Lineage)
+	case reply.Count != nil:
+		inv.lineage = int(*reply.Count)
+	}
+	return inv, nil
+}
+
+// scale sets the function's replica count (0 retires its worker; the next
+// invocation scales it from zero).
+func (c *client) scale(ctx context.Context, name string, replicas int) error {
+	return c.do(ctx, http.MethodPost, "/system/scale-function/"+url.PathEscape(name),
+		map[string]any{"serviceName": name, "replicas": replicas}, nil)
+}
+
+// availableReplicas reads the function's ready replica count.
+func (c *client) availableReplicas(ctx context.Context, name string) (uint64, error) {
+	var st struct {
+		AvailableReplicas uint64 `json:"availableReplicas"`
+	}
+	err := c.do(ctx, http.MethodGet, "/system/function/"+url.PathEscape(name), nil, &st)
+	return st.AvailableReplicas, err
 }

@@ -3,7 +3,6 @@ package eval
 import (
 	"bytes"
 	"context"
-	"encoding/csv"
 	"fmt"
 	"net/http"
 	"os"
@@ -41,13 +40,17 @@ func copyDir(t *testing.T, src, dst string) {
 	}
 }
 
-// TestEvaluationAgainstRealProvider runs the driver against the real
-// provider binary with CRIU: one PyPy and one JVM benchmark, fixed and
-// request-centric at E=4, and checks the CSV and that snapshots were taken
-// and restored.
-func TestEvaluationAgainstRealProvider(t *testing.T) {
+// TestPipelineAgainstRealProvider runs the whole evaluation pipeline on a
+// tiny grid against the real provider binary with real CRIU: one PyPy and
+// one JVM benchmark, every strategy at E=4, a warm-up run and a probe per
+// benchmark, CPU sampled from /proc and freeze times read from the
+// provider's log; then a rerun that must resume with nothing left to do,
+// and the report. It asserts that everything is recorded and the report is
+// well formed, never what the latencies are: this machine's timings are
+// not the test's business.
+func TestPipelineAgainstRealProvider(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: the real-provider evaluation takes about a minute")
+		t.Skip("-short: the real-provider pipeline takes about a minute")
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the provider runs workers in their own namespaces")
@@ -62,7 +65,7 @@ func TestEvaluationAgainstRealProvider(t *testing.T) {
 		criu = defaultCRIU
 	}
 	if _, err := os.Stat(criu); err != nil {
-		t.Skipf("needs CRIU at %s (scripts/install-criu.sh)", criu)
+		t.Skipf("needs CRIU at %s (scripts/install-criu.sh, or set PRONGHORN_CRIU)", criu)
 	}
 
 	tmp := t.TempDir()
@@ -85,10 +88,15 @@ func TestEvaluationAgainstRealProvider(t *testing.T) {
 	}
 
 	port := freePort(t)
-	var logs bytes.Buffer
+	logPath := filepath.Join(tmp, "provider.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
 	prov := exec.Command(bin, "provider", "--port", strconv.Itoa(port), "--data-dir", filepath.Join(tmp, "data"),
 		"--functions-dir", functions, "--criu", criu)
-	prov.Stdout, prov.Stderr = &logs, &logs
+	prov.Stdout, prov.Stderr = logFile, logFile
 	if err := prov.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +111,8 @@ func TestEvaluationAgainstRealProvider(t *testing.T) {
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("provider log:\n%s", logs.String())
+			logs, _ := os.ReadFile(logPath)
+			t.Logf("provider log:\n%s", logs)
 		}
 	})
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -116,16 +125,10 @@ func TestEvaluationAgainstRealProvider(t *testing.T) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("provider not healthy: %v\n%s", err, logs.String())
+			t.Fatalf("provider not healthy: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-
-	const requests = 12
-	out := filepath.Join(tmp, "results")
-	var stdout bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 	// The provider generated its basic auth credentials before listening.
 	secret := func(name string) string {
 		b, err := os.ReadFile(filepath.Join(tmp, "data", "secrets", name))
@@ -134,63 +137,87 @@ func TestEvaluationAgainstRealProvider(t *testing.T) {
 		}
 		return strings.TrimSpace(string(b))
 	}
-	err := Run(ctx, Options{
+
+	const requests, probeAt = 6, 2
+	out := filepath.Join(tmp, "results")
+	report := filepath.Join(tmp, "report")
+	var stdout bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	o := Options{
 		Gateway: url, User: secret("basic-auth-user"), Password: secret("basic-auth-password"),
-		Benchmarks: benches, Strategies: []string{StrategyFixed, StrategyRequestCentric}, Rates: []int{4},
-		Requests: requests, Intervals: map[string]time.Duration{"pypy": 100 * time.Millisecond, "jvm": 100 * time.Millisecond},
-		Seed: 1, OutDir: out, Stdout: &stdout, Settle: 500 * time.Millisecond,
-	})
+		Benchmarks: benches, Strategies: AllStrategies(), Rates: []int{4}, Requests: requests, Seeds: []int64{1},
+		WarmupRequests: 8, ProbeReps: 1, ProbeAt: probeAt,
+		Intervals: map[string]time.Duration{"pypy": 50 * time.Millisecond, "jvm": 50 * time.Millisecond},
+		OutDir:    out, ReportDir: report, Stdout: &stdout, Settle: 500 * time.Millisecond,
+		ProviderPID: prov.Process.Pid, ProviderLog: logPath, CRIU: criu, Build: "test", Progress: ProgressLines,
+	}
+	err = Run(ctx, o)
 	t.Log(stdout.String())
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 
-	samples, err := ReadLatencyCSV(filepath.Join(out, "latency.csv"))
+	ds, err := LoadResults(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	count := map[string]int{}
-	for _, s := range samples {
-		count[s.Benchmark+"/"+s.Strategy]++
-		if s.ClientUS <= 0 || s.ServerUS <= 0 || s.Rate != 4 {
-			t.Errorf("bad row %+v", s)
-		}
+	if len(ds.Runs) != len(benches)*5 || len(ds.Probes) != len(benches) {
+		t.Fatalf("%d runs and %d probes, want %d and %d", len(ds.Runs), len(ds.Probes), len(benches)*5, len(benches))
 	}
-	for _, b := range benches {
-		for _, s := range []string{StrategyFixed, StrategyRequestCentric} {
-			if count[b+"/"+s] != requests {
-				t.Errorf("%s/%s: %d rows, want %d", b, s, count[b+"/"+s], requests)
+	for _, r := range ds.Runs {
+		if len(r.Samples) != r.Requests || r.Errors != 0 || !r.CPUSampled {
+			t.Errorf("%s: %d of %d requests, %d errors, CPU sampled %v", r.Chunk, len(r.Samples), r.Requests, r.Errors, r.CPUSampled)
+		}
+		for _, s := range r.Samples {
+			// The benchmarks report their lineage and worker; CPU is
+			// sampled after every response.
+			if s.ClientUS <= 0 || s.ServerUS <= 0 || s.Lineage < 1 || s.Served < 1 || s.CPUProviderUS < 0 || s.CPUWorkersUS < 0 {
+				t.Errorf("%s: bad row %+v", r.Chunk, s)
+			}
+		}
+		if r.Samples[0].Start != StartCold {
+			t.Errorf("%s: the first worker's start is %q, want cold", r.Chunk, r.Samples[0].Start)
+		}
+		if r.Strategy == StrategyFixed {
+			// fixed(1) at E=4 over 6 requests: a checkpoint at request 1,
+			// then a second worker restored from it, or, when the upload
+			// was still running as the first worker was evicted (a busy
+			// machine), started cold and checkpointed in turn.
+			var logged []Event
+			for _, e := range r.Events {
+				if e.Kind == EventCheckpoint {
+					logged = append(logged, e)
+				}
+			}
+			restored := r.Samples[4].Start == StartRestore && r.State.Restores == 1 && r.State.Checkpoints == 1
+			recheckpointed := r.Samples[4].Start == StartCold && r.State.Restores == 0 && r.State.Checkpoints == 2
+			if !(restored || recheckpointed) || len(r.durations(EventDump)) != int(r.State.Checkpoints) || len(logged) != int(r.State.Checkpoints) ||
+				logged[0].RequestNumber != 1 || logged[0].Index != 0 || logged[0].FrozenSeconds <= 0 {
+				t.Errorf("%s: state %+v, events %+v, 5th request start %q", r.Chunk, r.State, r.Events, r.Samples[4].Start)
 			}
 		}
 	}
+	for _, p := range ds.Probes {
+		if len(p.Rows) != 3 {
+			t.Errorf("probe %s: %+v", p.Run.Chunk, p.Rows)
+			continue
+		}
+		for _, r := range p.Rows {
+			if r.Window <= 0 || r.CPUWorkersUS < 0 {
+				t.Errorf("probe %s: %+v", p.Run.Chunk, r)
+			}
+			if r.Kind == ProbeRestore && (r.RequestNumber != probeAt+1 || r.Seconds <= 0) {
+				t.Errorf("probe %s: restore %+v, want lineage %d and a restore time", p.Run.Chunk, r, probeAt+1)
+			}
+		}
+	}
+	checkReport(t, report, benches, len(benches)*len(AllStrategies()))
 
-	f, err := os.Open(filepath.Join(out, "runs.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	recs, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
-	col := map[string]int{}
-	for i, h := range recs[0] {
-		col[h] = i
-	}
-	if len(recs) != 1+len(benches)*2 {
-		t.Fatalf("runs.csv has %d runs, want %d", len(recs)-1, len(benches)*2)
-	}
-	for _, r := range recs[1:] {
-		cp, _ := strconv.Atoi(r[col["checkpoints"]])
-		rs, _ := strconv.Atoi(r[col["restores"]])
-		up, _ := strconv.ParseFloat(r[col["upload_bytes"]], 64)
-		if cp < 1 || rs < 1 || up <= 0 {
-			t.Errorf("%s/%s: checkpoints=%d restores=%d upload_bytes=%g, want snapshots taken and restored", r[col["benchmark"]], r[col["strategy"]], cp, rs, up)
-		}
-	}
-	for _, name := range []string{"table4.md", "table5.md", "index.html", "figures/cdf-bfs-e4.svg", "figures/cdf-simple-hash-e4.svg"} {
-		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
-			t.Errorf("missing %s", name)
-		}
+	// Everything is done: a rerun deploys nothing.
+	stdout.Reset()
+	o.NoReport = true
+	if err := Run(ctx, o); err != nil || !strings.Contains(stdout.String(), "0 to run") {
+		t.Errorf("rerun: %v\n%s", err, stdout.String())
 	}
 }

@@ -31,6 +31,9 @@ const (
 	mPoolSnaps    = "pronghorn_pool_snapshots"
 	mTransferUp   = `pronghorn_snapshot_transfer_bytes_total{direction="upload"}`
 	mTransferDown = `pronghorn_snapshot_transfer_bytes_total{direction="download"}`
+	mCheckpoints  = "pronghorn_checkpoints_total"
+	mFailedCkpts  = "pronghorn_failed_checkpoints_total"
+	mRestores     = "pronghorn_restores_total"
 )
 
 // ParseMetrics reads Prometheus text exposition from r and keeps the
@@ -112,17 +115,19 @@ func splitLabels(s string) []string {
 // observation arrives alone, so its duration is exact; when several land
 // between two scrapes each gets their mean.
 type eventTracker struct {
-	name     string
+	name     string // metric, e.g. pronghorn_dump_seconds
+	kind     string // event kind, e.g. dump
 	sum, cnt float64
-	samples  []float64 // seconds
+	events   []Event
 }
 
-func (t *eventTracker) observe(s Scrape) {
+// observe records the events a scrape taken after request index shows.
+func (t *eventTracker) observe(s Scrape, index int) {
 	sum, cnt := s[t.name+"_sum"], s[t.name+"_count"]
 	if n := cnt - t.cnt; n >= 1 && n < 1e6 {
 		mean := (sum - t.sum) / n
 		for i := 0; i < int(math.Round(n)); i++ {
-			t.samples = append(t.samples, mean)
+			t.events = append(t.events, Event{Kind: t.kind, Index: index, Seconds: mean})
 		}
 	}
 	t.sum, t.cnt = sum, cnt

@@ -73,26 +73,28 @@ func TestSplitLabels(t *testing.T) {
 }
 
 func TestEventTracker(t *testing.T) {
-	tr := &eventTracker{name: mDump, sum: 1, cnt: 10} // leftovers of an earlier function
+	tr := &eventTracker{name: mDump, kind: EventDump, sum: 1, cnt: 10} // leftovers of an earlier function
 	steps := []struct {
-		sum, cnt float64
-		want     []float64
+		sum, cnt  float64
+		want      []float64
+		wantIndex []int
 	}{
-		{1, 10, nil},                             // nothing new
-		{1.1, 11, []float64{0.1}},                // one event: exact
-		{1.1, 11, []float64{0.1}},                // unchanged
-		{1.5, 13, []float64{0.1, 0.2, 0.2}},      // two events: their mean each
-		{1.8, 14, []float64{0.1, 0.2, 0.2, 0.3}}, // one more
-		{1.8, 14, []float64{0.1, 0.2, 0.2, 0.3}}, // idle
+		{1, 10, nil, nil},                                           // nothing new
+		{1.1, 11, []float64{0.1}, []int{1}},                         // one event: exact
+		{1.1, 11, []float64{0.1}, []int{1}},                         // unchanged
+		{1.5, 13, []float64{0.1, 0.2, 0.2}, []int{1, 3, 3}},         // two events: their mean each
+		{1.8, 14, []float64{0.1, 0.2, 0.2, 0.3}, []int{1, 3, 3, 4}}, // one more
+		{1.8, 14, []float64{0.1, 0.2, 0.2, 0.3}, []int{1, 3, 3, 4}}, // idle
 	}
 	for i, st := range steps {
-		tr.observe(Scrape{mDump + "_sum": st.sum, mDump + "_count": st.cnt})
-		if len(tr.samples) != len(st.want) {
-			t.Fatalf("step %d: samples %v, want %v", i, tr.samples, st.want)
+		tr.observe(Scrape{mDump + "_sum": st.sum, mDump + "_count": st.cnt}, i)
+		if len(tr.events) != len(st.want) {
+			t.Fatalf("step %d: events %v, want %v", i, tr.events, st.want)
 		}
 		for j := range st.want {
-			if math.Abs(tr.samples[j]-st.want[j]) > 1e-9 {
-				t.Fatalf("step %d: samples %v, want %v", i, tr.samples, st.want)
+			e := tr.events[j]
+			if math.Abs(e.Seconds-st.want[j]) > 1e-9 || e.Index != st.wantIndex[j] || e.Kind != EventDump {
+				t.Fatalf("step %d: events %+v, want seconds %v at %v", i, tr.events, st.want, st.wantIndex)
 			}
 		}
 	}

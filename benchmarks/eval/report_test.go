@@ -3,24 +3,28 @@ package eval
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"net/http"
+	"encoding/csv"
+	"encoding/xml"
+	"image/png"
+	"io"
+	"math"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"reflect"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 )
 
-func findRow(t *testing.T, tb Table, bench string) map[string]string {
+func findRow(t *testing.T, tb Table, match ...string) map[string]string {
 	t.Helper()
 	for _, r := range tb.Rows {
-		if r[0] == bench {
+		ok := true
+		for i, m := range match {
+			if r[i] != m {
+				ok = false
+			}
+		}
+		if ok {
 			m := map[string]string{}
 			for i, h := range tb.Header {
 				m[h] = r[i]
@@ -28,306 +32,277 @@ func findRow(t *testing.T, tb Table, bench string) map[string]string {
 			return m
 		}
 	}
-	t.Fatalf("%s: no row for %s in %v", tb.Title, bench, tb.Rows)
+	t.Fatalf("%s: no row %v in %v", tb.Title, match, tb.Rows)
 	return nil
 }
 
-func fakeResults() []RunResult {
-	return []RunResult{
-		{Benchmark: "bfs", Strategy: StrategyCold, Rate: 20},
-		{Benchmark: "bfs", Strategy: StrategyFixed, Rate: 20, PeakPoolBytes: 10e6, PackedBytes: 10e6, RawBytes: 50e6,
-			UploadBytes: 10e6, DownloadBytes: 20e6, Dump: []float64{0.1}, Restore: []float64{0.05, 0.07}},
-		{Benchmark: "bfs", Strategy: StrategyFixed, Rate: 4, PeakPoolBytes: 10e6, PackedBytes: 12e6, RawBytes: 60e6,
-			UploadBytes: 10e6, DownloadBytes: 100e6, Dump: []float64{0.3}, Restore: []float64{0.06}},
-		{Benchmark: "bfs", Strategy: StrategyRequestCentric, Rate: 20, PeakPoolBytes: 40e6, PackedBytes: 14e6, RawBytes: 70e6,
-			UploadBytes: 40e6, DownloadBytes: 30e6, Dump: []float64{0.2, 0.2},
-			State: EngineState{Pool: []PoolEntry{{RequestNumber: 3, Score: 10}, {RequestNumber: 17, Score: 90}, {RequestNumber: 9, Score: 50}}}},
-		{Benchmark: "bfs", Strategy: StrategyRequestCentric, Rate: 4, PeakPoolBytes: 60e6, UploadBytes: 20e6, DownloadBytes: 10e6,
-			State: EngineState{Pool: []PoolEntry{{RequestNumber: 2, Score: 99}}}},
-		{Benchmark: "word-count", Strategy: StrategyCold, Rate: 1},
+// run builds a synthetic run whose client latencies are lat (ms).
+func run(kind, bench, strategy string, rate int, seed int64, lat ...float64) RunResult {
+	r := RunResult{Chunk: Chunk{Kind: kind, Benchmark: bench, Strategy: strategy, Rate: rate, Seed: seed, Requests: len(lat)},
+		Protocol: Protocol{Requests: len(lat), CheckpointAt: 1, PoolCapacity: 12}, Env: "e1"}
+	for i, l := range lat {
+		r.Samples = append(r.Samples, Sample{Index: i, Benchmark: bench, Strategy: strategy, Rate: rate, Seed: seed,
+			ClientUS: int64(l * 1000), ServerUS: int64(l * 500), Lineage: i + 1, Served: i + 1, CPUProviderUS: -1, CPUWorkersUS: -1})
 	}
-}
-
-func TestTable4(t *testing.T) {
-	tb := Table4(fakeResults())
-	tests := []struct {
-		bench string
-		want  map[string]string
-	}{
-		// Sizes: median of the three snapshotting runs; dump: median of
-		// 0.1, 0.3, 0.2, 0.2; restore: median of 0.05, 0.07, 0.06; best:
-		// the top-scored entry of the request-centric run at the largest E.
-		{"bfs", map[string]string{"packed_MB": "12.0", "raw_MB": "60.0", "dump_ms_p50": "200.0", "restore_ms_p50": "60.0",
-			"dumps": "4", "restores": "3", "requests_to_best": "17", "best_from": "request-centric E=20"}},
-		{"word-count", map[string]string{"packed_MB": "-", "dump_ms_p50": "-", "dumps": "0", "requests_to_best": "-", "best_from": "-"}},
-	}
-	for _, tt := range tests {
-		row := findRow(t, tb, tt.bench)
-		for k, v := range tt.want {
-			if row[k] != v {
-				t.Errorf("%s %s = %q, want %q", tt.bench, k, row[k], v)
-			}
-		}
-	}
-}
-
-func TestTable5(t *testing.T) {
-	tb := Table5(fakeResults())
-	row := findRow(t, tb, "bfs")
-	want := map[string]string{
-		"rc_peak_storage_MB": "60.0", "rc_network_MB": "100.0", "rc_network_max_run_MB": "70.0",
-		"fixed_peak_storage_MB": "10.0", "fixed_network_MB": "140.0", "fixed_network_max_run_MB": "110.0",
-		"storage_ratio": "6.00x", "network_ratio": "0.71x",
-	}
-	for k, v := range want {
-		if row[k] != v {
-			t.Errorf("bfs %s = %q, want %q", k, row[k], v)
-		}
-	}
-	for _, r := range tb.Rows {
-		if r[0] == "word-count" {
-			t.Errorf("word-count ran neither fixed nor request-centric, yet has a row: %v", r)
-		}
-	}
+	return r
 }
 
 func TestSummaryTable(t *testing.T) {
-	res := []RunResult{{Benchmark: "bfs", Strategy: StrategyFixed, Rate: 4, Samples: []Sample{
-		{ClientUS: 1000, ServerUS: 500}, {ClientUS: 3000, ServerUS: 1000}, {ClientUS: 2000, ServerUS: 1500},
-	}, State: EngineState{ColdStarts: 1, Restores: 2, Checkpoints: 1}}}
-	row := findRow(t, SummaryTable(res), "bfs")
-	want := map[string]string{"n": "3", "client_p50_ms": "2.00", "client_p90_ms": "2.80", "client_mean_ms": "2.00",
-		"server_p50_ms": "1.00", "overhead_p50_ms": "0.50", "cold": "1", "restores": "2", "checkpoints": "1"}
+	ds := &Dataset{Runs: []RunResult{
+		run(KindRun, "bfs", StrategyCold, 4, 1, 10, 10, 10, 10),
+		run(KindRun, "bfs", StrategyFixed, 4, 1, 4, 4, 4, 4),
+		run(KindRun, "bfs", StrategyRequestCentric, 4, 1, 2, 2, 2, 6),
+		run(KindRun, "bfs", StrategyBandit, 4, 1, 1, 1, 1, 1),
+	}}
+	ds.Runs[2].State.Checkpoints = 3
+	tb := SummaryTable(ds)
+	if len(tb.Rows) != 4 {
+		t.Fatalf("%d rows, want one per strategy", len(tb.Rows))
+	}
+	rc := findRow(t, tb, "bfs", "4", "request-centric")
+	want := map[string]string{"runs": "1", "requests": "4", "p50": "2.00", "p90": "4.80", "mean": "3.00", "checkpoints": "3.0",
+		"p50 vs cold": "80.0%", "p50 vs fixed(1)": "50.0%", "p90 vs cold": "52.0%", "p90 vs fixed(1)": "-20.0%"}
 	for k, v := range want {
-		if row[k] != v {
-			t.Errorf("%s = %q, want %q", k, row[k], v)
+		if rc[k] != v {
+			t.Errorf("request-centric %s = %q, want %q", k, rc[k], v)
+		}
+	}
+	if cold := findRow(t, tb, "bfs", "4", "cold"); cold["p50 vs cold"] != "" {
+		t.Errorf("cold has a reduction against itself: %v", cold)
+	}
+	g := findRow(t, GeomeanTable(ds), "4", "bandit (ours)")
+	if g["p50 vs cold"] != "90.0%" || g["mean vs fixed(1)"] != "75.0%" || g["benchmarks"] != "1" {
+		t.Errorf("geomean row %v", g)
+	}
+}
+
+func TestFloorAndTarget(t *testing.T) {
+	warm := run(KindWarmup, "bfs", StrategyCold, 0, 1, 50, 20, 10, 10, 10, 10)
+	rc := run(KindRun, "bfs", StrategyRequestCentric, 4, 1, 11, 11, 11, 30)
+	ours := run(KindRun, "bfs", StrategyBandit, 4, 1, 10, 10, 10, 12)
+	rc.State.Checkpoints, ours.State.Checkpoints = 6, 2
+	rc.PeakPoolBytes, ours.PeakPoolBytes = 100, 50
+	ds := &Dataset{Runs: []RunResult{warm, rc, ours}}
+	f := findRow(t, FloorTable(ds), "bfs")
+	if f["floor p50"] != "10.0" || f["request-centric"] != "+10.0%" || f["bandit (ours)"] != "+0.0%" {
+		t.Errorf("floor row %v", f)
+	}
+	tg := findRow(t, TargetTable(ds), "4")
+	// mean 10.5 vs 15.75; p90 11.4 vs 24.3 (interpolated); a third of the
+	// checkpoints; half the storage.
+	want := map[string]string{"mean vs rc": "33.3%", "p50 over floor (ours)": "0.0%", "p50 over floor (rc)": "10.0%",
+		"checkpoints ours/rc": "0.33", "peak storage ours/rc": "0.50"}
+	for k, v := range want {
+		if tg[k] != v {
+			t.Errorf("target %s = %q, want %q", k, tg[k], v)
 		}
 	}
 }
 
-// fakeProvider imitates the provider's API closely enough for the driver:
-// fixed and request-centric checkpoint at a worker's first request and every
-// eviction after that restores, with the matching metrics.
-type fakeProvider struct {
-	mu       sync.Mutex
-	fns      map[string]*fakeFn
-	deleted  []string
-	requests map[string][]string // raw queries per function
-}
-
-type fakeFn struct {
-	strategy                string
-	evict, served           int
-	state                   EngineState
-	dumpSum, dumpN, restSum float64
-	restN, up, down, packed float64
-	annotations             map[string]string
-}
-
-func newFakeProvider() *fakeProvider {
-	return &fakeProvider{fns: map[string]*fakeFn{}, requests: map[string][]string{}}
-}
-
-func (p *fakeProvider) handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /system/functions", func(w http.ResponseWriter, r *http.Request) {
-		var d deployment
-		if err := json.NewDecoder(r.Body).Decode(&d); err != nil || d.Service == "" {
-			http.Error(w, "bad deployment", http.StatusBadRequest)
-			return
-		}
-		e, _ := strconv.Atoi(d.Annotations["com.pronghorn.evict-after"])
-		p.mu.Lock()
-		p.fns[d.Service] = &fakeFn{strategy: d.Annotations["com.pronghorn.strategy"], evict: e, annotations: d.Annotations,
-			state: EngineState{Strategy: d.Annotations["com.pronghorn.strategy"], ColdStarts: 1}}
-		p.mu.Unlock()
-		w.WriteHeader(http.StatusAccepted)
-	})
-	mux.HandleFunc("DELETE /system/functions", func(w http.ResponseWriter, r *http.Request) {
-		var d struct{ FunctionName string }
-		json.NewDecoder(r.Body).Decode(&d)
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if _, ok := p.fns[d.FunctionName]; !ok {
-			http.Error(w, "not found", http.StatusNotFound)
-			return
-		}
-		delete(p.fns, d.FunctionName)
-		p.deleted = append(p.deleted, d.FunctionName)
-		w.WriteHeader(http.StatusAccepted)
-	})
-	mux.HandleFunc("GET /system/function/{name}", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, `{"name":"x","availableReplicas":1}`)
-	})
-	mux.HandleFunc("GET /system/pronghorn/functions/{name}", func(w http.ResponseWriter, r *http.Request) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		f, ok := p.fns[r.PathValue("name")]
-		if !ok {
-			http.Error(w, "not found", http.StatusNotFound)
-			return
-		}
-		json.NewEncoder(w).Encode(f.state)
-	})
-	mux.HandleFunc("GET /function/{name}", func(w http.ResponseWriter, r *http.Request) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		name := r.PathValue("name")
-		f, ok := p.fns[name]
-		if !ok {
-			http.Error(w, "not found", http.StatusNotFound)
-			return
-		}
-		p.requests[name] = append(p.requests[name], r.URL.RawQuery)
-		snapshots := f.strategy != StrategyCold
-		if f.served == f.evict { // a new worker
-			f.served = 0
-			if snapshots && f.state.Checkpoints > 0 {
-				f.state.Restores++
-				f.restSum += 0.04
-				f.restN++
-				f.down += f.packed
-			} else {
-				f.state.ColdStarts++
-			}
-		}
-		f.served++
-		if snapshots && f.state.Checkpoints == 0 {
-			f.state.Checkpoints++
-			f.dumpSum += 0.1
-			f.dumpN++
-			f.packed = 5e6
-			f.up += f.packed
-			f.state.Pool = []PoolEntry{{Key: "k1", RequestNumber: 1, SizeBytes: 5e6, Score: 1}}
-		}
-		fmt.Fprint(w, `{"server_us": 1234}`)
-	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		for name, f := range p.fns {
-			l := fmt.Sprintf(`{function_name="%s.openfaas-fn"}`, name)
-			fmt.Fprintf(w, "pronghorn_dump_seconds_sum%s %g\npronghorn_dump_seconds_count%s %g\n", l, f.dumpSum, l, f.dumpN)
-			fmt.Fprintf(w, "pronghorn_restore_seconds_sum%s %g\npronghorn_restore_seconds_count%s %g\n", l, f.restSum, l, f.restN)
-			fmt.Fprintf(w, "pronghorn_pool_bytes%s %g\npronghorn_snapshot_packed_bytes%s %g\npronghorn_snapshot_raw_bytes%s %g\n", l, f.packed, l, f.packed, l, 4*f.packed)
-			fmt.Fprintf(w, "pronghorn_snapshot_transfer_bytes_total{direction=\"upload\",function_name=\"%s.openfaas-fn\"} %g\n", name, f.up)
-			fmt.Fprintf(w, "pronghorn_snapshot_transfer_bytes_total{direction=\"download\",function_name=\"%s.openfaas-fn\"} %g\n", name, f.down)
-		}
-	})
-	return mux
-}
-
-func TestRunAgainstFakeProvider(t *testing.T) {
-	fp := newFakeProvider()
-	srv := httptest.NewServer(fp.handler())
-	defer srv.Close()
-	out := t.TempDir()
-	var stdout bytes.Buffer
-	o := Options{
-		Gateway: srv.URL, Benchmarks: []string{"bfs", "word-count"}, Strategies: []string{StrategyCold, StrategyFixed, StrategyRequestCentric},
-		Rates: []int{4, 1}, Requests: 8, Intervals: map[string]time.Duration{"pypy": time.Millisecond, "jvm": time.Millisecond},
-		Mutability: 0.1, Seed: 7, OutDir: out, Stdout: &stdout, RunID: "t1", Settle: time.Millisecond,
-	}
-	if err := Run(context.Background(), o); err != nil {
-		t.Fatalf("Run: %v\n%s", err, stdout.String())
-	}
-	samples, err := ReadLatencyCSV(filepath.Join(out, "latency.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(samples) != 2*3*2*8 {
-		t.Fatalf("%d rows, want %d", len(samples), 2*3*2*8)
-	}
-	for _, s := range samples {
-		if s.ServerUS != 1234 || s.ClientUS <= 0 || s.Mutability != 0.1 || s.Index < 0 || s.Index >= 8 {
-			t.Fatalf("bad row %+v", s)
+func TestConverged(t *testing.T) {
+	flat := make([]float64, 100)
+	for i := range flat {
+		flat[i] = 5
+		if i < 50 {
+			flat[i] = 50
 		}
 	}
-	// Every function was removed, and requests carried seed+index and mutability.
-	if len(fp.deleted) != 12 || len(fp.fns) != 0 {
-		t.Errorf("deleted %v, left %v", fp.deleted, fp.fns)
-	}
-	if got := fp.requests["bfs-rc-e4-t1"]; len(got) != 8 || got[0] != "mutability=0.1&seed=7" || got[7] != "mutability=0.1&seed=14" {
-		t.Errorf("queries %v", got)
-	}
-	for _, f := range []string{"latency.csv", "runs.csv", "summary.csv", "summary.md", "table4.csv", "table4.md", "table5.csv", "table5.md", "index.html",
-		"figures/cdf-bfs-e4.svg", "figures/cdf-bfs-e1.svg", "figures/cdf-word-count-e4.svg", "figures/cdf-word-count-e1.svg"} {
-		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
-			t.Errorf("missing %s", f)
-		}
-	}
-	svg, _ := os.ReadFile(filepath.Join(out, "figures/cdf-bfs-e1.svg"))
-	wellFormed(t, svg)
-	if n := strings.Count(string(svg), "<path"); n != 3 {
-		t.Errorf("bfs E=1 figure has %d lines, want 3", n)
-	}
-	index, _ := os.ReadFile(filepath.Join(out, "index.html"))
-	for _, want := range []string{"figures/cdf-word-count-e4.svg", "Table 4", "Table 5", "Latency summary"} {
-		if !strings.Contains(string(index), want) {
-			t.Errorf("index.html lacks %q", want)
-		}
-	}
-	// At E=1 with 8 requests, fixed checkpoints once and restores 7 times.
-	t4, _ := os.ReadFile(filepath.Join(out, "table4.csv"))
-	if !strings.Contains(string(t4), "bfs,5.0,20.0,100.0,40.0") {
-		t.Errorf("table4.csv:\n%s", t4)
-	}
-	runs, _ := os.ReadFile(filepath.Join(out, "runs.csv"))
-	if !strings.Contains(string(runs), "bfs,fixed,1,bfs-fixed-e1-t1,8,0,1,7,1,0,0,5000000,1,5000000,20000000,5000000,35000000,") {
-		t.Errorf("runs.csv:\n%s", runs)
-	}
-	if !strings.Contains(stdout.String(), "client_p50_ms") {
-		t.Errorf("no summary on stdout:\n%s", stdout.String())
-	}
-}
-
-func TestRunFailsCleanly(t *testing.T) {
 	tests := []struct {
-		name string
-		opts func(url string) Options
-		want string
+		name    string
+		lat     []float64
+		runtime string
+		want    int
 	}{
-		{"unknown strategy", func(u string) Options { return Options{Gateway: u, Strategies: []string{"lru"}} }, "unknown strategy"},
-		{"bad rate", func(u string) Options { return Options{Gateway: u, Rates: []int{0}} }, "eviction rate"},
-		{"bad gateway", func(string) Options { return Options{Gateway: "localhost"} }, "gateway"},
-		{"unknown function", func(u string) Options {
-			return Options{Gateway: u, Benchmarks: []string{"nope"}, Requests: 2, Rates: []int{1}, Strategies: []string{"cold"}}
-		}, "nope"},
+		{"too short", []float64{1, 2, 3}, "pypy", -1},
+		// From request 41 on, 11 of the 20 in the window are at the
+		// target's level: their median is.
+		{"pypy: the first window at the target's level", flat, "pypy", 41},
+		{"jvm starts looking later, from 40", flat, "jvm", 41},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			mux := http.NewServeMux()
-			mux.HandleFunc("GET /metrics", func(http.ResponseWriter, *http.Request) {})
-			mux.HandleFunc("POST /system/functions", func(w http.ResponseWriter, r *http.Request) {
-				http.Error(w, `function "nope" not found in functions dir`, http.StatusBadRequest)
-			})
-			srv := httptest.NewServer(mux)
-			defer srv.Close()
-			o := tt.opts(srv.URL)
-			o.OutDir = t.TempDir()
-			err := Run(context.Background(), o)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("err = %v, want one mentioning %q", err, tt.want)
+			if got := converged(tt.lat, tt.runtime); got != tt.want {
+				t.Errorf("converged = %d, want %d", got, tt.want)
 			}
 		})
 	}
 }
 
-func TestAnnotations(t *testing.T) {
-	o := DefaultOptions()
-	o.Seed, o.PoolCapacity, o.CheckpointAt = 3, 12, 1
-	tests := []struct {
-		strategy string
-		rate     int
-		want     map[string]string
-	}{
-		{StrategyCold, 20, map[string]string{"com.pronghorn.strategy": "cold", "com.pronghorn.evict-after": "20", "com.pronghorn.seed": "3"}},
-		{StrategyFixed, 4, map[string]string{"com.pronghorn.strategy": "fixed", "com.pronghorn.evict-after": "4", "com.pronghorn.seed": "3", "com.pronghorn.checkpoint-at": "1"}},
-		{StrategyRequestCentric, 1, map[string]string{"com.pronghorn.strategy": "request-centric", "com.pronghorn.evict-after": "1", "com.pronghorn.seed": "3", "com.pronghorn.pool-capacity": "12"}},
+func TestTables4And5(t *testing.T) {
+	pub, err := PublishedValues()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		if got := o.annotations(tt.strategy, tt.rate); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("%s/%d: %v, want %v", tt.strategy, tt.rate, got, tt.want)
+	rc20 := run(KindRun, "bfs", StrategyRequestCentric, 20, 1, 5, 5)
+	rc20.State.Pool = []PoolEntry{{RequestNumber: 3, Score: 10}, {RequestNumber: 17, Score: 90}}
+	rc20.PackedBytes, rc20.RawBytes, rc20.PeakPoolBytes = 10<<20, 40<<20, 30<<20
+	rc20.Events = []Event{{Kind: EventDump, Seconds: 0.1}, {Kind: EventRestore, Seconds: 0.05}, {Kind: EventCheckpoint, FrozenSeconds: 0.02}}
+	rc4 := run(KindRun, "bfs", StrategyRequestCentric, 4, 1, 5, 5)
+	rc4.PeakPoolBytes, rc4.UploadBytes, rc4.DownloadBytes = 50<<20, 10<<20, 20<<20
+	rc4.Events = []Event{{Kind: EventDump, Seconds: 0.3}, {Kind: EventRestore, Seconds: 0.07}}
+	fx4 := run(KindRun, "bfs", StrategyFixed, 4, 1, 5, 5)
+	fx4.PeakPoolBytes, fx4.UploadBytes = 10<<20, 10<<20
+	other := run(KindRun, "mine", StrategyCold, 4, 1, 5, 5)
+	ds := &Dataset{Runs: []RunResult{rc20, rc4, fx4, other}}
+
+	t4 := Table4(ds, pub)
+	row := findRow(t, t4, "bfs")
+	want := map[string]string{"best at (rc)": "17", "stored MiB": "10.0", "raw MiB": "40.0", "artifact MiB": "55.5",
+		"dump ms": "200", "artifact dump ms": "85.6", "frozen ms": "20.0", "restore ms": "60.0", "artifact restore ms": "73.8",
+		"dumps": "2", "restores": "2", "best at (ours)": "-"}
+	for k, v := range want {
+		if row[k] != v {
+			t.Errorf("table 4 %s = %q, want %q", k, row[k], v)
 		}
 	}
+	if r := findRow(t, t4, "mine"); r["artifact MiB"] != "-" {
+		t.Errorf("a benchmark outside the artifact has published values: %v", r)
+	}
+
+	row = findRow(t, Table5(ds, pub), "bfs")
+	want = map[string]string{"rc peak": "50.0", "rc moved": "30.0", "fixed(1) peak": "10.0", "fixed(1) moved": "10.0",
+		"ours peak": "-", "artifact storage MB": "666", "artifact network MB": "13875", "formula storage": "480.0", "formula network": "40.0"}
+	for k, v := range want {
+		if row[k] != v {
+			t.Errorf("table 5 %s = %q, want %q", k, row[k], v)
+		}
+	}
+}
+
+func TestPublishedValues(t *testing.T) {
+	pub, err := PublishedValues()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range CatalogNames() {
+		p, ok := pub[b]
+		if !ok || p.DumpMS <= 0 || p.RestoreMS <= 0 || p.SnapshotMiB <= 0 {
+			t.Errorf("%s: %+v", b, p)
+			continue
+		}
+		// Table 5 is the artifact's formula on its own size.
+		if math.Abs(p.StorageMB-12*p.SnapshotMiB) > 0.05 || math.Abs(p.NetworkMB-250*p.SnapshotMiB) > 0.05 {
+			t.Errorf("%s: storage %g, network %g for size %g", b, p.StorageMB, p.NetworkMB, p.SnapshotMiB)
+		}
+	}
+}
+
+func TestSeedsTable(t *testing.T) {
+	ds := &Dataset{Runs: []RunResult{
+		run(KindRun, "bfs", StrategyFixed, 4, 1, 10, 10), run(KindRun, "bfs", StrategyFixed, 4, 2, 20, 20),
+		run(KindRun, "bfs", StrategyRequestCentric, 4, 1, 5, 5), run(KindRun, "bfs", StrategyRequestCentric, 4, 2, 15, 15),
+	}}
+	row := findRow(t, SeedsTable(ds), "bfs", "4", "request-centric")
+	if row["seeds"] != "2" || row["p50"] != "10.0 ± 7.07 [5.00, 15.0]" || row["p50 vs fixed(1)"] != "25.0% to 50.0%" {
+		t.Errorf("seeds row %v", row)
+	}
+}
+
+// checkReport asserts a report directory is well formed: the README has
+// its sections and links only figures that exist, every PNG decodes, every
+// SVG is XML, and the summary table has the expected number of rows.
+func checkReport(t *testing.T, dir string, benchmarks []string, summaryRows int) {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## Setup", "## Summary", "### Latency summary", "## Warm-up curves and the floor", "### The floor",
+		"## Latency distributions", "### Table 4: snapshots", "### Table 5: storage and network", "## Cost of the mechanism",
+		"### Costs per event", "### CPU spent against latency saved", "## Simulator calibration", "### Fitted model", "## Data", "kernel", "criu"} {
+		if !strings.Contains(string(readme), want) {
+			t.Errorf("README.md lacks %q", want)
+		}
+	}
+	for _, b := range benchmarks {
+		if !strings.Contains(string(readme), "figures/cdf-"+b+".png") {
+			t.Errorf("README.md has no CDF of %s", b)
+		}
+	}
+	pngs, _ := filepath.Glob(filepath.Join(dir, "figures", "*.png"))
+	svgs, _ := filepath.Glob(filepath.Join(dir, "figures", "*.svg"))
+	if len(pngs) == 0 || len(pngs) != len(svgs) {
+		t.Errorf("%d PNG and %d SVG figures", len(pngs), len(svgs))
+	}
+	for _, f := range pngs {
+		if !strings.Contains(string(readme), "figures/"+filepath.Base(f)) {
+			t.Errorf("figure %s is not in the README", filepath.Base(f))
+		}
+		data, _ := os.ReadFile(f)
+		img, err := png.Decode(bytes.NewReader(data))
+		if err != nil || img.Bounds().Dx() < 200 || img.Bounds().Dy() < 200 {
+			t.Errorf("%s: %v (%v)", f, err, img)
+		}
+	}
+	for _, f := range svgs {
+		data, _ := os.ReadFile(f)
+		d := xml.NewDecoder(bytes.NewReader(data))
+		for {
+			if _, err := d.Token(); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Errorf("%s: %v", f, err)
+				break
+			}
+		}
+	}
+	for _, link := range strings.Split(string(readme), "](figures/")[1:] {
+		name := link[:strings.IndexByte(link, ')')]
+		if _, err := os.Stat(filepath.Join(dir, "figures", name)); err != nil {
+			t.Errorf("README links missing figure %s", name)
+		}
+	}
+	f, err := os.Open(filepath.Join(dir, "tables", "summary.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs)-1 != summaryRows {
+		t.Errorf("summary.csv has %d rows, want %d", len(recs)-1, summaryRows)
+	}
+	for _, name := range []string{"table4", "table5", "floor", "probe", "cost", "calibration", "calibration-compare", "environment"} {
+		if _, err := os.Stat(filepath.Join(dir, "tables", name+".csv")); err != nil {
+			t.Errorf("missing tables/%s.csv", name)
+		}
+	}
+}
+
+// A report regenerated from the same data is byte for byte the same, so a
+// committed report shows no diff unless the data changed.
+func TestReportIsReproducible(t *testing.T) {
+	srv := newFakeServer(t)
+	out := t.TempDir()
+	var stdout bytes.Buffer
+	o := fakeOptions(srv, out, &stdout)
+	o.NoReport = true
+	if err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	a, b := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	for _, d := range []string{a, b} {
+		if err := WriteReport(context.Background(), d, []string{out}, ReportOptions{Command: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(a, "*", "*"))
+	files = append(files, filepath.Join(a, "README.md"))
+	for _, fa := range files {
+		rel, _ := filepath.Rel(a, fa)
+		da, _ := os.ReadFile(fa)
+		db, err := os.ReadFile(filepath.Join(b, rel))
+		if err != nil || !bytes.Equal(da, db) {
+			t.Errorf("%s differs between two reports of the same data (%v)", rel, err)
+		}
+	}
+}
+
+func newFakeServer(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(newFakeProvider().handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -29,9 +30,11 @@ import (
 //
 //	L(r) = Floor + (Peak-Floor)*exp(-(r-1)/Tau), times exp(Noise*Z),
 //
-// plus InitCost on a cold worker's first request, RestoreCost on a restored
-// worker's first request, and with probability GCProb a pause drawn
-// uniformly from [GCMin, GCMax].
+// (or Curve[r-1] times the noise, when Curve is set) plus InitCost on a cold
+// worker's first request, RestoreCost on a restored worker's first request,
+// CheckpointCost on the request after one that triggered a checkpoint in the
+// same worker, and with probability GCProb a pause drawn uniformly from
+// [GCMin, GCMax].
 type Model struct {
 	Floor, Peak  time.Duration // fully warm / first-request (interpreted) latency
 	Tau          float64       // warm-up constant, in requests
@@ -41,6 +44,29 @@ type Model struct {
 	InitCost     time.Duration // process start + runtime init, paid by a cold worker's first request
 	RestoreCost  time.Duration // CRIU restore + page-in, paid by a restored worker's first request
 	SnapshotSize int64         // reported size of every snapshot
+	// Curve, when set, replaces the exponential warm-up: Curve[r-1] is the
+	// noise-free latency of lineage request number r, and its last entry
+	// holds beyond its end. Calibration from real traces fills it, because
+	// measured warm-up curves are not exponential (the JVM's tiered
+	// compilation makes steps).
+	Curve []time.Duration
+	// CheckpointCost is added to the request a worker serves right after
+	// one of its requests triggered a checkpoint: the real agent holds calls
+	// back while CRIU dumps. Zero keeps checkpoints free, as they were
+	// before calibration existed.
+	CheckpointCost time.Duration
+}
+
+// isZero reports an unset model (Model holds a slice, so == cannot).
+func (m Model) isZero() bool { return reflect.ValueOf(m).IsZero() }
+
+// Warm is the noise-free latency of lineage request number r (r >= 1)
+// before any first-request, checkpoint or GC cost.
+func (m Model) Warm(r int) time.Duration {
+	if len(m.Curve) > 0 {
+		return m.Curve[min(max(r, 1), len(m.Curve))-1]
+	}
+	return time.Duration(float64(m.Floor) + float64(m.Peak-m.Floor)*math.Exp(-float64(r-1)/m.Tau))
 }
 
 // DefaultModel is a PyPy-like function: 20 ms interpreted, 2 ms once the JIT
@@ -59,16 +85,18 @@ func DefaultModel() Model {
 // latency draws one request's latency. It always consumes exactly three
 // random numbers so that every strategy sees the same noise at the same
 // request index (common random numbers make the comparison less noisy).
-func (m Model) latency(rng *rand.Rand, r int, first, restored bool) time.Duration {
+func (m Model) latency(rng *rand.Rand, r int, first, restored, afterCheckpoint bool) time.Duration {
 	z, gcU, gcAmt := rng.NormFloat64(), rng.Float64(), rng.Float64()
-	warm := float64(m.Floor) + float64(m.Peak-m.Floor)*math.Exp(-float64(r-1)/m.Tau)
-	d := warm * math.Exp(m.Noise*z)
+	d := float64(m.Warm(r)) * math.Exp(m.Noise*z)
 	if first {
 		if restored {
 			d += float64(m.RestoreCost)
 		} else {
 			d += float64(m.InitCost)
 		}
+	}
+	if afterCheckpoint {
+		d += float64(m.CheckpointCost)
 	}
 	if gcU < m.GCProb {
 		d += float64(m.GCMin) + gcAmt*float64(m.GCMax-m.GCMin)
@@ -102,7 +130,7 @@ func (o Options) withDefaults() Options {
 	if o.Seed == 0 {
 		o.Seed = 1
 	}
-	if o.Model == (Model{}) {
+	if o.Model.isZero() {
 		o.Model = DefaultModel()
 	}
 	if o.Base == (orchestrator.Config{}) {
@@ -198,6 +226,9 @@ func runOne(ctx context.Context, eng *orchestrator.Engine, cfg orchestrator.Conf
 		Latencies: make([]time.Duration, 0, opts.Requests)}
 	var w *orchestrator.Worker
 	pool, seq := 0, 0
+	// held: the worker's previous request triggered a checkpoint, so this
+	// one waits for the dump (Model.CheckpointCost).
+	held := false
 	for i := 0; i < opts.Requests; i++ {
 		if w == nil {
 			plan, err := eng.OnStart(ctx, fn, fmt.Sprintf("w%d", i))
@@ -207,8 +238,10 @@ func runOne(ctx context.Context, eng *orchestrator.Engine, cfg orchestrator.Conf
 			row.Pruned += len(plan.Pruned)
 			pool -= len(plan.Pruned)
 			w = &plan.Worker
+			held = false
 		}
-		lat := opts.Model.latency(rng, w.Lineage+1, w.Served == 0, w.Snapshot != "")
+		lat := opts.Model.latency(rng, w.Lineage+1, w.Served == 0, w.Snapshot != "", held)
+		held = false
 		row.Latencies = append(row.Latencies, lat)
 		act, err := eng.OnRequest(ctx, fn, w, lat)
 		if err != nil {
@@ -222,6 +255,7 @@ func runOne(ctx context.Context, eng *orchestrator.Engine, cfg orchestrator.Conf
 			}
 			pool++
 			row.PeakPool = max(row.PeakPool, pool)
+			held = true
 		}
 		if act.Evict {
 			w = nil
