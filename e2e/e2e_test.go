@@ -98,8 +98,11 @@ func startProvider(t testing.TB, bin, dataDir string, extra ...string) *provider
 	t.Helper()
 	port := freePort(t)
 	p := &provider{t: t, bin: bin, dataDir: dataDir, url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &syncBuffer{}}
+	// Worker network settings of this package's own (extra may override
+	// them): providers of other test packages may run on this host now.
 	p.launch(10*time.Second, append([]string{"--port", fmt.Sprint(port), "--data-dir", dataDir,
-		"--functions-dir", filepath.Join(repoRoot(t), "benchmarks", "functions")}, extra...)...)
+		"--functions-dir", filepath.Join(repoRoot(t), "benchmarks", "functions"),
+		"--worker-interface-prefix", "pe2e", "--worker-subnet", "10.201.0.0/16"}, extra...)...)
 	// Written before the provider listens.
 	p.user, p.password = credentials(dataDir)
 	return p

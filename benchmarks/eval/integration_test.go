@@ -95,7 +95,10 @@ func TestPipelineAgainstRealProvider(t *testing.T) {
 	}
 	defer logFile.Close()
 	prov := exec.Command(bin, "provider", "--port", strconv.Itoa(port), "--data-dir", filepath.Join(tmp, "data"),
-		"--functions-dir", functions, "--criu", criu)
+		"--functions-dir", functions, "--criu", criu,
+		// Worker network settings of its own: other tests' providers may
+		// run on this host now.
+		"--worker-interface-prefix", "pev", "--worker-subnet", "10.202.0.0/16")
 	prov.Stdout, prov.Stderr = logFile, logFile
 	if err := prov.Start(); err != nil {
 		t.Fatal(err)

@@ -49,6 +49,10 @@ var ErrClosed = errors.New("network manager closed")
 // ErrAttached is returned by Attach for an id that is attached already.
 var ErrAttached = errors.New("worker already attached")
 
+// ErrInUse is returned by New when another Manager, in this process or
+// another, owns the same table in the same network namespace.
+var ErrInUse = errors.New("network settings in use")
+
 // ErrExhausted is returned by Attach when every address of the subnet is in use.
 var ErrExhausted = errors.New("no free worker address in subnet")
 

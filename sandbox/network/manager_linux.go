@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -34,6 +35,7 @@ type Manager struct {
 	gateway     netip.Addr
 	hostNS      netns.NsHandle  // the namespace New ran in: "the host"
 	nl          *netlink.Handle // rtnetlink, bound to hostNS
+	owner       *os.File        // flock'ed while this Manager owns the table and prefix
 	nameservers []netip.Addr
 	resolv      []byte
 
@@ -116,12 +118,19 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the host network namespace: %w", err)
 	}
+	owner, err := own(hostNS, cfg.Table)
+	if err != nil {
+		hostNS.Close()
+		return nil, err
+	}
 	h, err := netlink.NewHandleAt(hostNS, unix.NETLINK_ROUTE)
 	if err != nil {
+		owner.Close()
 		hostNS.Close()
 		return nil, fmt.Errorf("rtnetlink socket: %w", err)
 	}
 	m := &Manager{
+		owner:       owner,
 		cfg:         cfg,
 		gateway:     cfg.gateway(),
 		hostNS:      hostNS,
@@ -134,10 +143,42 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	if err := m.start(ctx); err != nil {
 		m.nl.Close()
+		m.owner.Close()
 		m.hostNS.Close()
 		return nil, err
 	}
 	return m, nil
+}
+
+// ownersDir holds one lock file per table and network namespace.
+const ownersDir = "/run/lock"
+
+// own locks the table of the namespace ns for the calling Manager. New
+// replaces the table and removes interfaces with its prefix as stale, so a
+// second provider with the same settings would cut the first one's workers
+// off; it is refused instead. The kernel drops the lock when its holder
+// dies, so a provider that crashed leaves nothing to clean up by hand.
+func own(ns netns.NsHandle, table string) (*os.File, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(ns), &st); err != nil {
+		return nil, fmt.Errorf("network namespace: %w", err)
+	}
+	if err := os.MkdirAll(ownersDir, 0o755); err != nil {
+		return nil, fmt.Errorf("lock dir: %w", err)
+	}
+	path := filepath.Join(ownersDir, fmt.Sprintf("pronghorn-net-%d-%s.lock", st.Ino, table))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("nftables table %q and its interfaces belong to another running provider (%s): give each provider its own interface prefix and subnet: %w", table, path, ErrInUse)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
 }
 
 func (m *Manager) start(ctx context.Context) error {
@@ -598,6 +639,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.nl.Close()
 	m.hostNS.Close()
+	m.owner.Close()
 	m.released = true
 	return nil
 }

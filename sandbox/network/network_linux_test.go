@@ -478,10 +478,15 @@ func TestNewReplacesAndCleansUp(t *testing.T) {
 		t.Fatalf("chains after New: %s\n%s", got, out)
 	}
 
+	// While m1 runs, a second Manager with its settings is refused.
+	if _, err := New(ctx, cfg); !errors.Is(err, ErrInUse) {
+		t.Fatalf("a second New beside a live Manager: %v, want ErrInUse", err)
+	}
 	// A second New (a restarted provider that found the first's table)
-	// replaces it in place.
+	// replaces it in place. The kernel drops a crashed provider's lock.
 	w := startWorker(t)
 	attach(t, m1, "w", w) // a worker of the "crashed" run
+	m1.owner.Close()
 	m2, err := New(ctx, cfg)
 	must(t, err)
 	if linkExists(t, "phvw") {
@@ -556,6 +561,7 @@ func TestForwarding(t *testing.T) {
 	if strings.TrimSpace(string(v)) != "1" || !m.EnabledForwarding() {
 		t.Fatalf("ip_forward %q, EnabledForwarding %v", v, m.EnabledForwarding())
 	}
+	m.owner.Close() // as if it had crashed: a restarted provider's New
 	m2 := newManager(t, Config{})
 	if m2.EnabledForwarding() {
 		t.Fatal("second New says it enabled forwarding that was on")
