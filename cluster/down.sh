@@ -43,9 +43,20 @@ stop() {
 
 # umount_under DIR: unmount everything mounted at or below DIR, deepest first
 # (a path mounted twice, like the kubelet's rshared root, is unmounted twice).
+# Repeated while mounts remain (up to 5 passes): a mount stacked on top of a
+# directory (`ip netns` bind-mounts /run/netns onto itself, possibly after
+# network namespaces were mounted inside it) hides the mounts below it until
+# it is gone.
 umount_under() {
-  awk -v p="$1" '$2 == p || index($2, p "/") == 1 { print $2 }' /proc/self/mounts | sort -r |
-    while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+  local pass m left
+  for pass in 1 2 3 4 5; do
+    left=0
+    while read -r m; do
+      left=1
+      umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    done < <(awk -v p="$1" '$2 == p || index($2, p "/") == 1 { print $2 }' /proc/self/mounts | sort -r)
+    ((left)) || return 0
+  done
 }
 
 # 1. The kubelet first, so it does not restart the pods we remove next.
@@ -57,7 +68,11 @@ if alive containerd && [[ -x $TOOLS/cri-reset ]]; then
   "$TOOLS/cri-reset" -endpoint "unix://$CONTAINERD_SOCK" 2>&1 | sed 's/^/cluster: /' ||
     log "cri-reset failed; falling back to killing what is left"
 fi
-stop containerd kube-apiserver etcd
+stop containerd apiserver-proxy kube-apiserver etcd
+if [[ -f $RUN/created-lo-address ]]; then
+  log "removing $APISERVER_SERVICE_IP/32 from lo"
+  ip addr del "$APISERVER_SERVICE_IP/32" dev lo 2>/dev/null || true
+fi
 
 # 3. Whatever survived (containerd died early, or cri-reset failed): pod
 # processes are in the kubelet's kubepods cgroups; runc shims name our
@@ -77,7 +92,9 @@ if [[ -d /run/netns ]]; then
     [[ -e $ns ]] || continue
     if ! grep -qxF "${ns##*/}" "$RUN/netns.before" 2>/dev/null; then
       umount "$ns" 2>/dev/null || true
-      rm -f "$ns"
+      # Still busy if a later bind mount of /run/netns onto itself hides
+      # its mount: step 5 unmounts both when this cluster made /run/netns.
+      rm -f "$ns" 2>/dev/null || log "$ns is still mounted (below a bind mount of /run/netns)"
     fi
   done
 fi

@@ -30,13 +30,19 @@ POD_CIDR=10.244.0.0/24
 CNI_NETWORK=pronghorn
 CNI_BRIDGE=pronghorn0
 NODE_NAME=127.0.0.1              # --hostname-override: apiserver reaches the kubelet on loopback
+# The `kubernetes` Service's ClusterIP (the first of SERVICE_CIDR), where pods
+# find the API server (KUBERNETES_SERVICE_HOST/_PORT): up.sh puts it on the
+# host's loopback, routes it from pods through the bridge, and relays it to
+# the API server (cluster/cmd/apiserver-proxy), in place of kube-proxy.
+APISERVER_SERVICE_IP="${SERVICE_CIDR%.*/*}.1"
+APISERVER_SERVICE_PORT=443
 
 # Images built here (no registry): the sandbox image and the smoke server.
 PAUSE_IMAGE=pronghorn.local/pause:1
 SMOKE_IMAGE=pronghorn.local/smoke-httpd:1
 
 # Start order; down.sh stops them in reverse.
-COMPONENTS=(etcd kube-apiserver containerd kube-controller-manager kube-scheduler kubelet)
+COMPONENTS=(etcd kube-apiserver apiserver-proxy containerd kube-controller-manager kube-scheduler kubelet)
 
 log() { echo "cluster: $*"; }
 die() { echo "cluster: ERROR: $*" >&2; exit 1; }

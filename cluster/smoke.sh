@@ -4,7 +4,8 @@
 # imported smoke-httpd image (imagePullPolicy: Never, no registry), waits for
 # it to be Ready (the kubelet's HTTP readiness probe), reaches its pod IP from
 # the host, checks `kubectl logs` and `kubectl exec` (apiserver -> kubelet ->
-# containerd streaming), then deletes it.
+# containerd streaming) and that the pod reaches the API server at the
+# kubernetes Service's address, then deletes it.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
@@ -44,6 +45,11 @@ kctl -n default logs "$POD" | grep -q "listening on" || { log "smoke: kubectl lo
 out="$(kctl -n default exec "$POD" -- /smoke-httpd -get http://127.0.0.1:8080/)"
 [[ $out == "pronghorn-smoke $POD" ]] || { log "smoke: kubectl exec said: $out"; false; }
 log "smoke: kubectl logs and exec work"
+# In-cluster clients (a provider in a pod) find the API server at the
+# kubernetes Service's address (up.sh's relay).
+out="$(kctl -n default exec "$POD" -- /smoke-httpd -dial "$APISERVER_SERVICE_IP:$APISERVER_SERVICE_PORT")"
+[[ $out == "connected to $APISERVER_SERVICE_IP:$APISERVER_SERVICE_PORT" ]] || { log "smoke: a pod cannot reach the API server's Service address: $out"; false; }
+log "smoke: a pod reaches the API server at $APISERVER_SERVICE_IP:$APISERVER_SERVICE_PORT"
 
 kctl -n default delete pod "$POD" --wait=true --timeout=60s >/dev/null
 log "smoke: OK in $(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')s (pod deleted)"

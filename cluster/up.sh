@@ -93,7 +93,7 @@ build_cached() {
 }
 build_cached "$K8S_BIN" "Kubernetes $K8S_VERSION" " (from nothing, with module downloads: ~6 min on 2 cores)" \
   ./cmd/kube-apiserver ./cmd/kube-controller-manager ./cmd/kube-scheduler ./cmd/kubelet ./cmd/kubectl
-build_cached "$TOOLS" "cluster tools" "" ./cmd/pause ./cmd/smoke-httpd ./cmd/mkimage ./cmd/cri-reset
+build_cached "$TOOLS" "cluster tools" "" ./cmd/pause ./cmd/smoke-httpd ./cmd/mkimage ./cmd/cri-reset ./cmd/apiserver-proxy
 # Images from those static binaries; a docker-archive tar is imported with ctr.
 mkdir -p "$IMAGES"
 while read -r bin ref; do
@@ -192,10 +192,13 @@ wait_up() {
 }
 # Fail early and clearly if another process holds one of our loopback ports
 # (etcd, apiserver, kubelet, kubelet healthz, controller-manager, scheduler,
-# containerd streaming).
+# containerd streaming), and the Service address of the API server.
 for port in "$ETCD_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" 10250 10248 10257 10259 "$CONTAINERD_STREAM_PORT"; do
   if ss -Hltn "sport = :$port" | grep -q .; then die "port $port is already in use: $(ss -Hltnp "sport = :$port")"; fi
 done
+if ss -Hltn "src = $APISERVER_SERVICE_IP" | grep -q .; then
+  die "$APISERVER_SERVICE_IP is already in use: $(ss -Hltnp "src = $APISERVER_SERVICE_IP")"
+fi
 T_START=$(date +%s%N)
 
 start etcd etcd --name pronghorn --data-dir "$STATE/etcd" \
@@ -225,6 +228,20 @@ start kube-apiserver "$K8S_BIN/kube-apiserver" \
   --proxy-client-cert-file="$PKI/front-proxy-client.crt" --proxy-client-key-file="$PKI/front-proxy-client.key"
 wait_up kube-apiserver 60 kctl get --raw /readyz
 log "apiserver ready after $(since "$T_START")s"
+
+# Pods reach the API server at the kubernetes Service's ClusterIP, as in any
+# cluster, so a provider can run in a pod (the upstream openfaas chart's
+# path): that address on the host's loopback (down.sh removes it), a route to
+# it in every pod (the CNI config below), and a TCP relay to the API server.
+# (The relay, not a DNAT to loopback: that needs route_localnet and iptables
+# rules on the host.)
+if ! ip -o addr show dev lo | grep -qF " $APISERVER_SERVICE_IP/32 "; then
+  ip addr add "$APISERVER_SERVICE_IP/32" dev lo
+  touch "$RUN/created-lo-address"
+fi
+start apiserver-proxy "$TOOLS/apiserver-proxy" -listen "$APISERVER_SERVICE_IP:$APISERVER_SERVICE_PORT" \
+  -upstream "127.0.0.1:$APISERVER_PORT" -owner "$STATE"
+wait_up apiserver-proxy 10 curl -fsS --noproxy '*' --cacert "$PKI/ca.crt" "https://$APISERVER_SERVICE_IP:$APISERVER_SERVICE_PORT/livez"
 
 # containerd, private: own root/state/socket under $STATE, so it never
 # touches (or needs) the system's containerd.
@@ -265,8 +282,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 EOF
 # One bridge, host-local IPs with their store under $STATE. The bridge gets
 # the gateway address, so the host reaches pod IPs directly; no masquerade and
-# no default route in pods, so pods reach only the pod subnet and the host.
-# (containerd adds the loopback plugin for lo itself.)
+# no default route in pods, so pods reach only the pod subnet and the host:
+# the one route they get is to the API server's Service address, through the
+# bridge to the relay above. (containerd adds the loopback plugin for lo itself.)
 cat >"$STATE/cni/net.d/10-$CNI_NETWORK.conflist" <<EOF
 {
   "cniVersion": "0.4.0",
@@ -279,6 +297,7 @@ cat >"$STATE/cni/net.d/10-$CNI_NETWORK.conflist" <<EOF
     "ipam": {
       "type": "host-local",
       "ranges": [[{"subnet": "$POD_CIDR"}]],
+      "routes": [{"dst": "$APISERVER_SERVICE_IP/32"}],
       "dataDir": "$STATE/cni/networks"
     }
   }]

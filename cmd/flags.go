@@ -13,13 +13,33 @@ import (
 // Flags take their default from an environment variable named as faas-netes
 // names its settings (read_timeout, basic_auth, ...), so the same deployment
 // manifests configure either provider. An explicit flag wins over the
-// environment.
+// environment. Each flag records its variable's name (envAnnotation), so
+// that settings given by that name elsewhere (the provider's ConfigMap and
+// Secret in Kubernetes, clusterconfig.go) find their flag.
+
+// envAnnotation is the pflag annotation holding a flag's environment variable.
+const envAnnotation = "pronghorn/env"
+
+// markEnv records env as the environment variable of flag name.
+func markEnv(fs *pflag.FlagSet, name, env string) {
+	// Only fails for a flag that does not exist, which the caller just defined.
+	_ = fs.SetAnnotation(name, envAnnotation, []string{env})
+}
+
+// flagEnv is the environment variable of flag f, "" if it has none.
+func flagEnv(f *pflag.Flag) string {
+	if v := f.Annotations[envAnnotation]; len(v) == 1 {
+		return v[0]
+	}
+	return ""
+}
 
 func envString(fs *pflag.FlagSet, p *string, name, env, def, usage string) {
 	if v, ok := os.LookupEnv(env); ok {
 		def = v
 	}
 	fs.StringVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	markEnv(fs, name, env)
 }
 
 // envStringArray is a repeatable flag whose environment variable holds the
@@ -34,6 +54,7 @@ func envStringArray(fs *pflag.FlagSet, p *[]string, name, env, usage string) {
 		}
 	}
 	fs.StringArrayVar(p, name, def, fmt.Sprintf("%s (repeatable; env %s, comma-separated)", usage, env))
+	markEnv(fs, name, env)
 }
 
 func envInt(fs *pflag.FlagSet, p *int, name, env string, def int, usage string) error {
@@ -45,6 +66,7 @@ func envInt(fs *pflag.FlagSet, p *int, name, env string, def int, usage string) 
 		def = n
 	}
 	fs.IntVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	markEnv(fs, name, env)
 	return nil
 }
 
@@ -57,6 +79,7 @@ func envBool(fs *pflag.FlagSet, p *bool, name, env string, def bool, usage strin
 		def = b
 	}
 	fs.BoolVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	markEnv(fs, name, env)
 	return nil
 }
 
@@ -70,6 +93,7 @@ func envDuration(fs *pflag.FlagSet, p *time.Duration, name, env string, def time
 		def = d
 	}
 	fs.DurationVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	markEnv(fs, name, env)
 	return nil
 }
 
@@ -93,6 +117,7 @@ func envFloat(fs *pflag.FlagSet, p *float64, name, env string, def float64, usag
 		def = f
 	}
 	fs.Float64Var(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	markEnv(fs, name, env)
 	return nil
 }
 
@@ -105,6 +130,7 @@ func envInt64(fs *pflag.FlagSet, p *int64, name, env string, def int64, usage st
 		def = n
 	}
 	fs.Int64Var(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	markEnv(fs, name, env)
 	return nil
 }
 
@@ -117,5 +143,6 @@ func envUint64(fs *pflag.FlagSet, p *uint64, name, env string, def uint64, usage
 		def = n
 	}
 	fs.Uint64Var(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	markEnv(fs, name, env)
 	return nil
 }

@@ -59,7 +59,7 @@ type providerOptions struct {
 	workerNetwork    bool
 	workerSubnet     string
 	workerIfPrefix   string
-	network          *network.Config // from the three above, by checkLocal
+	network          *network.Config // from the two above, by checkLocal
 	shutdownDeadline time.Duration
 	snapshots        snapshotOptions
 
@@ -69,6 +69,7 @@ type providerOptions struct {
 	imagePullPolicy string
 	providerURL     string
 	kube            kubeFunctionOptions
+	clusterConfig   clusterConfigOptions
 }
 
 // kubeFunctionOptions are faas-netes' settings for function pods, read
@@ -90,6 +91,12 @@ func newProviderCommand(build BuildInfo) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			if o.backend == "kubernetes" {
+				// Before anything reads the options: the cluster may set them.
+				if err := loadClusterConfig(ctx, cmd.Flags(), &o, slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
+					return err
+				}
+			}
 			return runProvider(ctx, o)
 		},
 	}
@@ -137,6 +144,7 @@ func newProviderCommand(build BuildInfo) *cobra.Command {
 	envString(fs, &o.providerURL, "provider-url", "provider_url", "", "kubernetes: URL at which agents reach this provider")
 	errs = append(errs, o.kube.flags(fs)...)
 	errs = append(errs, o.snapshots.flags(fs)...)
+	o.clusterConfig.flags(fs)
 	cmd.PreRunE = func(*cobra.Command, []string) error { return errors.Join(errs...) }
 	return cmd
 }
@@ -297,7 +305,7 @@ func checkLocal(o *providerOptions) error {
 		}
 		o.network = &network.Config{Subnet: subnet, HostIfPrefix: o.workerIfPrefix, Table: "pronghorn-" + o.workerIfPrefix}
 		if err := o.network.Validate(); err != nil {
-			return fmt.Errorf("--worker-subnet/--worker-interface-prefix: %w", err)
+			return fmt.Errorf("--worker-subnet: %w", err)
 		}
 	}
 	if o.workerTmpMiB < 1 || o.workerTmpMiB > 1<<20 {

@@ -303,6 +303,13 @@ func clusterWait(t *testing.T, limit time.Duration, what string, cond func() boo
 // mode: reachable by pods at the bridge's address, snapshots in m's bucket.
 func startClusterProvider(t *testing.T, c *devCluster, m *clusterMinIO, namespace, bucket string) *provider {
 	t.Helper()
+	return startClusterProviderAs(t, c, m, namespace, bucket, c.kubeconfig)
+}
+
+// startClusterProviderAs is startClusterProvider with the API server
+// identity of kubeconfig, and extra flags.
+func startClusterProviderAs(t *testing.T, c *devCluster, m *clusterMinIO, namespace, bucket, kubeconfig string, extra ...string) *provider {
+	t.Helper()
 	agentImage := c.importImage(t, "pronghorn")
 	secrets := t.TempDir()
 	password := clusterToken(t)
@@ -314,7 +321,7 @@ func startClusterProvider(t *testing.T, c *devCluster, m *clusterMinIO, namespac
 	port := clusterFreePort(t, clusterGateway)
 	p := &provider{t: t, bin: buildBinary(t), dataDir: t.TempDir(), url: fmt.Sprintf("http://127.0.0.1:%d", port),
 		logs: &syncBuffer{}, user: "admin", password: password}
-	p.launch(15*time.Second, "--backend", "kubernetes", "--kubeconfig", c.kubeconfig,
+	p.launch(15*time.Second, append([]string{"--backend", "kubernetes", "--kubeconfig", kubeconfig,
 		"--port", fmt.Sprint(port), "--data-dir", p.dataDir, "--secret-mount-path", secrets,
 		"--function-namespace", namespace,
 		"--agent-image", agentImage, "--image-pull-policy", "Never",
@@ -325,7 +332,7 @@ func startClusterProvider(t *testing.T, c *devCluster, m *clusterMinIO, namespac
 		// (faas-netes' defaults: 2s delay, every 2s).
 		"--readiness-probe-initial-delay-seconds", "0", "--readiness-probe-period-seconds", "1",
 		"--snapshot-store", "minio", "--minio-endpoint", m.endpoint, "--minio-bucket", bucket,
-		"--minio-access-key", m.accessKey, "--minio-secret-key", m.secretKey)
+		"--minio-access-key", m.accessKey, "--minio-secret-key", m.secretKey}, extra...)...)
 	return p
 }
 
@@ -466,22 +473,31 @@ func TestClusterSnapshots(t *testing.T) {
 					t.Logf("pods of %s:\n%s", name, clusterPodLogs(c, namespace, name))
 				}
 			})
-			clusterCounter(t, c, m, p, namespace, bucket, name, ref)
+			clusterCounter(t, c, m, p, p, namespace, bucket, name, ref, "")
 		})
 	}
 }
 
-func clusterCounter(t *testing.T, c *devCluster, m *clusterMinIO, p *provider, namespace, bucket, name, ref string) {
+// clusterCounter runs the flow through api (the provider, or a gateway in
+// front of it) and reads the engine's state from direct, the provider
+// itself (a gateway does not forward Pronghorn's own routes). The deploy
+// names fprocess as faas-cli does (envProcess) when given; otherwise the
+// image's own (its ENV, which the provider cannot see) through the
+// com.pronghorn.agent annotation.
+func clusterCounter(t *testing.T, c *devCluster, m *clusterMinIO, api, direct *provider, namespace, bucket, name, ref, fprocess string) {
+	p := api
 	// Cold: from the deploy (no pod) to the first pod ready and answering.
 	// The fprocess is the image's own (its ENV), which the provider cannot
 	// see: com.pronghorn.agent=true runs the agent, which reads it.
+	annotations := map[string]string{
+		"com.pronghorn.strategy": "fixed", "com.pronghorn.checkpoint-at": "3", "com.pronghorn.evict-after": "5",
+	}
+	if fprocess == "" {
+		annotations["com.pronghorn.agent"] = "true"
+	}
 	start := time.Now()
 	p.must(http.StatusAccepted, "POST", "/system/functions", types.FunctionDeployment{
-		Service: name, Image: ref, Namespace: namespace,
-		Annotations: &map[string]string{
-			"com.pronghorn.agent":    "true",
-			"com.pronghorn.strategy": "fixed", "com.pronghorn.checkpoint-at": "3", "com.pronghorn.evict-after": "5",
-		},
+		Service: name, Image: ref, Namespace: namespace, EnvProcess: fprocess, Annotations: &annotations,
 	})
 	coldPod := clusterWaitPodReady(t, c, namespace, name, "")
 	coldReady := time.Since(start)
@@ -542,7 +558,7 @@ func clusterCounter(t *testing.T, c *devCluster, m *clusterMinIO, p *provider, n
 	}
 	// The engine's view of the function's current version, as its newest
 	// pod sees it.
-	if code, body := p.do("GET", "/system/pronghorn/functions/"+name, nil); code != http.StatusOK {
+	if code, body := direct.do("GET", "/system/pronghorn/functions/"+name+"?namespace="+namespace, nil); code != http.StatusOK {
 		t.Errorf("inspect %s = %d %q", name, code, body)
 	} else {
 		var es orchestrator.State

@@ -274,14 +274,24 @@ func (b *Backend) lookup(ctx context.Context, namespace, name string) (*nsCache,
 	return c, dep, nil
 }
 
-// scaleFromZero sets replicas 0 → 1 as one compare-and-set (a JSON patch
-// that tests for 0 first), so an invocation racing a scale-up to five, or
-// another invocation, never scales the function down. A failed test means
-// someone else scaled it; waiting for a pod is right either way.
+// scaleFromZero sets replicas 0 → 1 as one compare-and-set, so an
+// invocation racing a scale-up to five, or another invocation, never scales
+// the function down: it reads the Deployment and updates it only if it
+// still has 0 replicas, and the update carries the resourceVersion read, so
+// the API server refuses it (a conflict) if anyone changed the Deployment in
+// between. It is a get and an update rather than a JSON patch because the
+// upstream openfaas chart's Role grants deployments get and update but not
+// patch. A refused update means someone else scaled it; waiting for a pod
+// is right either way.
 func (b *Backend) scaleFromZero(ctx context.Context, namespace, name string) {
-	patch := []byte(`[{"op":"test","path":"/spec/replicas","value":0},{"op":"replace","path":"/spec/replicas","value":1}]`)
-	_, err := b.client.AppsV1().Deployments(namespace).Patch(ctx, name, k8stypes.JSONPatchType, patch, metav1.PatchOptions{})
-	if err != nil {
+	deployments := b.client.AppsV1().Deployments(namespace)
+	dep, err := deployments.Get(ctx, name, metav1.GetOptions{})
+	if err != nil || !isFunction(dep, name) || dep.Spec.Replicas == nil || *dep.Spec.Replicas != 0 {
+		b.log.Debug("scale from zero not needed or not possible", "function", name+"."+namespace, "err", err)
+		return
+	}
+	dep.Spec.Replicas = ptr(int32(1))
+	if _, err := deployments.Update(ctx, dep, metav1.UpdateOptions{}); err != nil {
 		b.log.Debug("scale from zero not applied", "function", name+"."+namespace, "err", err)
 		return
 	}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -296,6 +299,9 @@ func TestAPIErrorKinds(t *testing.T) {
 		{apierrors.NewConflict(gr, "fn", errors.New("changed")), errdefs.ErrUnavailable},
 		{apierrors.NewTooManyRequests("slow down", 1), errdefs.ErrUnavailable},
 		{fmt.Errorf("already kinded: %w", errdefs.ErrInvalid), errdefs.ErrInvalid},
+		// The API server not answering at all (restarting): client-go's
+		// *url.Error around the refused connection.
+		{&url.Error{Op: "Get", URL: "https://127.0.0.1:6443/apis", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}, errdefs.ErrUnavailable},
 	}
 	for _, tt := range tests {
 		got := apiError(tt.err, "op")

@@ -563,6 +563,18 @@ func isFunction(d *appsv1.Deployment, name string) bool {
 	return d.Labels[functionLabel] == name && d.DeletionTimestamp == nil
 }
 
+// isTransportError reports an API call that got no answer: client-go
+// returns the HTTP client's *url.Error (a net.Error) for a refused or
+// broken connection, never an API status.
+func isTransportError(err error) bool {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return false
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr)
+}
+
 // apiError wraps a Kubernetes API error with the errdefs kind the handlers
 // map to a status code, keeping the API's own message.
 func apiError(err error, format string, args ...any) error {
@@ -586,9 +598,11 @@ func apiError(err error, format string, args ...any) error {
 		// "forbidden" reason.
 		kind = errdefs.ErrNotFound
 	case apierrors.IsServerTimeout(err), apierrors.IsTimeout(err), apierrors.IsTooManyRequests(err),
-		apierrors.IsServiceUnavailable(err), apierrors.IsConflict(err):
-		// Conflict here means retries ran out against concurrent writers:
-		// worth trying again, not the client's fault.
+		apierrors.IsServiceUnavailable(err), apierrors.IsConflict(err), isTransportError(err):
+		// Conflict here means retries ran out against concurrent writers;
+		// a transport error, that the API server did not answer (it is
+		// restarting, or unreachable): worth trying again, not the
+		// client's fault, and not the provider's either.
 		kind = errdefs.ErrUnavailable
 	default:
 		return fmt.Errorf("%s: %w", what, err)

@@ -113,6 +113,7 @@ func TestManifestsDecode(t *testing.T) {
 		"Namespace /openfaas", "Namespace /openfaas-fn", "ServiceAccount openfaas/pronghorn",
 		"Role openfaas-fn/pronghorn-functions", "RoleBinding openfaas-fn/pronghorn-functions",
 		"ClusterRole /pronghorn-namespaces", "ClusterRoleBinding /pronghorn-namespaces",
+		"ClusterRole /pronghorn-tokenreviews", "ClusterRoleBinding /pronghorn-tokenreviews",
 		"Deployment openfaas/pronghorn", "Service openfaas/pronghorn",
 		"Secret openfaas/pronghorn-minio", "Deployment openfaas/minio", "Service openfaas/minio",
 	} {
@@ -156,14 +157,14 @@ func checkProvider(t *testing.T, source string, objs map[string]object) {
 	if !ok {
 		t.Fatalf("%s: no role in openfaas-fn", source)
 	}
-	// Every call the backend makes in a function namespace.
+	// Every call the backend makes in a function namespace, and nothing
+	// more (e2e/cluster_rbac_test.go shows each is needed on a cluster).
 	need := map[string][]string{
-		"apps/deployments":                {"get", "list", "watch", "create", "update", "patch", "delete"},
-		"/services":                       {"get", "create", "update", "delete"},
-		"/secrets":                        {"get", "list", "create", "update", "delete"},
-		"/pods":                           {"get", "list", "watch", "delete"},
-		"/pods/log":                       {"get"},
-		"discovery.k8s.io/endpointslices": {"list", "watch"},
+		"apps/deployments": {"get", "list", "watch", "create", "update", "delete"},
+		"/services":        {"get", "create", "update", "delete"},
+		"/secrets":         {"get", "list", "create", "update", "delete"},
+		"/pods":            {"get", "list", "watch", "delete"},
+		"/pods/log":        {"get"},
 	}
 	granted := map[string][]string{}
 	for _, r := range role.obj.(*rbacv1.Role).Rules {
@@ -177,6 +178,13 @@ func checkProvider(t *testing.T, source string, objs map[string]object) {
 		for _, v := range verbs {
 			if !slices.Contains(granted[res], v) {
 				t.Errorf("%s: role does not grant %s on %s", source, v, res)
+			}
+		}
+	}
+	for res, verbs := range granted {
+		for _, v := range verbs {
+			if !slices.Contains(need[res], v) {
+				t.Errorf("%s: role grants %s on %s, which the backend never does", source, v, res)
 			}
 		}
 	}
@@ -347,6 +355,11 @@ func TestChartRendersTheManifests(t *testing.T) {
 						t.Errorf("%s rendered", gone)
 					}
 				}
+				// Snapshot plans need TokenReviews whether or not
+				// namespaces are listed.
+				if _, ok := objs["ClusterRoleBinding /pronghorn-tokenreviews"]; !ok {
+					t.Error("no TokenReview permission without clusterRole")
+				}
 				if _, ok := objs["Role team-a/pronghorn-functions"]; !ok {
 					t.Error("no role in the extra namespace")
 				}
@@ -376,5 +389,47 @@ func TestChartRendersTheManifests(t *testing.T) {
 			}
 			tt.check(t, objs)
 		})
+	}
+}
+
+// TestUpstreamManifestDecodes: chart/upstream/pronghorn.yaml, the one
+// manifest added to the upstream openfaas chart, decodes strictly and
+// grants the chart's ServiceAccount exactly what its own Role lacks.
+func TestUpstreamManifestDecodes(t *testing.T) {
+	data, err := os.ReadFile("../chart/upstream/pronghorn.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := map[string]object{}
+	for _, o := range decodeAll(t, "chart/upstream/pronghorn.yaml", data) {
+		objs[o.key()] = o
+	}
+	for _, want := range []string{
+		"ConfigMap openfaas/pronghorn-config", "Service openfaas/pronghorn-provider",
+		"Role openfaas/pronghorn-provider", "RoleBinding openfaas/pronghorn-provider",
+		"Role openfaas-fn/pronghorn-evict", "RoleBinding openfaas-fn/pronghorn-evict",
+		"ClusterRole /pronghorn-openfaas-tokenreviews", "ClusterRoleBinding /pronghorn-openfaas-tokenreviews",
+	} {
+		if _, ok := objs[want]; !ok {
+			t.Errorf("no %s", want)
+		}
+	}
+	for key, o := range objs {
+		var subjects []rbacv1.Subject
+		switch b := o.obj.(type) {
+		case *rbacv1.RoleBinding:
+			subjects = b.Subjects
+		case *rbacv1.ClusterRoleBinding:
+			subjects = b.Subjects
+		default:
+			continue
+		}
+		if len(subjects) != 1 || subjects[0].Name != "openfaas-controller" || subjects[0].Namespace != "openfaas" {
+			t.Errorf("%s binds %+v, want the chart's openfaas/openfaas-controller", key, subjects)
+		}
+	}
+	cm := objs["ConfigMap openfaas/pronghorn-config"].obj.(*corev1.ConfigMap)
+	if cm.Data["snapshot_store"] != "minio" || cm.Data["data_dir"] != "/tmp/pronghorn" {
+		t.Errorf("settings %v", cm.Data)
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8stypes "k8s.io/apimachinery/pkg/types"
 
@@ -310,17 +311,48 @@ func (b *Backend) observe(uid k8stypes.UID, namespace, podName string, o coordin
 }
 
 // evict deletes a pod once its checkpoint, if any, is done; its
-// Deployment replaces it.
+// Deployment replaces it. A delete the API server does not answer (it is
+// restarting, or overloaded) is retried with backoff for up to
+// evictRetryFor: otherwise the pod would serve past its evict-after count
+// for good, since nothing else would ever evict it.
 func (b *Backend) evict(pw *podWorker, namespace, podName string) {
 	deadline := time.Now().Add(coordinator.Timeout)
 	for pw.snap.Checkpointing() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := b.client.CoreV1().Pods(namespace).Delete(ctx, podName, metav1.DeleteOptions{}); err != nil {
-		b.log.Warn("evict pod", "pod", podName, "err", err)
+	giveUp := time.Now().Add(evictRetryFor)
+	delay := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := b.client.CoreV1().Pods(namespace).Delete(ctx, podName, metav1.DeleteOptions{})
+		cancel()
+		switch {
+		case err == nil || apierrors.IsNotFound(err):
+			if attempt > 1 {
+				b.log.Info("pod evicted after retries", "pod", podName, "attempts", attempt)
+			}
+			return
+		case apierrors.IsForbidden(err) || time.Now().After(giveUp) || b.isClosed():
+			// No RBAC for it (retrying cannot help), out of time, or the
+			// provider is stopping.
+			b.log.Warn("evict pod", "pod", podName, "attempts", attempt, "err", err)
+			return
+		}
+		if attempt == 1 {
+			b.log.Warn("evict pod: retrying", "pod", podName, "err", err)
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 5*time.Second)
 	}
+}
+
+// evictRetryFor bounds how long an eviction is retried.
+const evictRetryFor = 5 * time.Minute
+
+func (b *Backend) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
 }
 
 // learnRestore learns, once, how a pod that was told to restore started.

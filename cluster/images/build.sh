@@ -7,10 +7,16 @@
 # `ctr -n k8s.io images import` reads. IMAGE is any of
 #
 #   pronghorn      the provider/agent: static /usr/bin/pronghorn (the function
-#                  pods' init container copies it out with cp), CRIU
+#                  pods' init container copies it out with cp), CRIU, and
+#                  /home/app/faas-netes (its working directory), the entry
+#                  the upstream openfaas chart runs (cluster/images/faas-netes)
 #   counter-node   node + its shared libraries, CRIU, benchmarks/functions/counter-node
 #   counter-pypy   pypy3 + its stdlib and libraries, CRIU, .../counter-pypy
 #   counter-jvm    a jlinked Java runtime (java.base, jdk.httpserver), CRIU, .../counter-jvm
+#   template-node, template-pypy, template-jvm
+#                  the function templates (template/pronghorn-*) with their
+#                  handler skeletons, as `faas-cli build --shrinkwrap` lays
+#                  them out, on the same base and runtime layers
 #
 # (default: all of them; a runtime missing on this machine is skipped with a
 # note). Function images hold the function at /home/app (their WorkingDir)
@@ -59,15 +65,16 @@ want=()
 for a in "$@"; do
   case $a in
     --import) import=1 ;;
-    pronghorn | counter-node | counter-pypy | counter-jvm) want+=("$a") ;;
+    pronghorn | counter-node | counter-pypy | counter-jvm | template-node | template-pypy | template-jvm) want+=("$a") ;;
     -h | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//; /^set -e/d'; exit 0 ;;
-    *) die "unknown argument $a (want --import and/or pronghorn, counter-node, counter-pypy, counter-jvm)" ;;
+    *) die "unknown argument $a (want --import and/or pronghorn, counter-{node,pypy,jvm}, template-{node,pypy,jvm})" ;;
   esac
 done
-((${#want[@]})) || want=(pronghorn counter-node counter-pypy counter-jvm)
+((${#want[@]})) || want=(pronghorn counter-node counter-pypy counter-jvm template-node template-pypy template-jvm)
 
 command -v go >/dev/null || die "go is needed to build pronghorn and mkimage"
 mkdir -p "$OUT" "$WORK/bin" "$WORK/lists" "$WORK/etc"
+rm -f "$WORK"/lists/*.done # runtime lists are made afresh once per run
 
 # --- mkimage (go's build cache makes reruns quick) ---------------------------
 (cd "$ROOT/cluster" && CGO_ENABLED=0 go build -trimpath -buildvcs=false -o "$WORK/bin/mkimage" ./cmd/mkimage)
@@ -121,6 +128,91 @@ printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' >"$WORK/etc/group"
     awk '$2 == "=>" && $3 ~ /^\// { print "path " $3 }'
 } >"$WORK/lists/base.list"
 
+# --- runtimes: one layer list each, shared by the counter and template images -
+# node_runtime, pypy_runtime, jvm_runtime write $WORK/lists/<runtime>.list
+# (once per run) and fail when this machine lacks the runtime.
+node_runtime() {
+  local node
+  node=$(command -v node) || return 1
+  [[ -f $WORK/lists/node.list.done ]] && return 0
+  { echo "path $node"; closure "$node" | sed 's/^/path /'; } >"$WORK/lists/node.list"
+  touch "$WORK/lists/node.list.done"
+}
+pypy_runtime() {
+  local pypy lib
+  pypy=$(command -v pypy3) || return 1
+  [[ -f $WORK/lists/pypy.list.done ]] && return 0
+  lib=$(readlink -f "$(dirname "$(readlink -f "$pypy")")/../lib/pypy3.9")
+  [[ -d $lib ]] || die "pypy3's standard library is not at $lib"
+  {
+    echo "path $pypy"
+    echo "path $lib"
+    # What no function needs: the IDE, Tk, demos, tests, pip bootstrap.
+    for d in idlelib tkinter turtledemo test ensurepip lib2to3/tests distutils/tests; do echo "exclude $lib/$d"; done
+    { echo "$pypy"; elf_files "$lib"; } | grep -v -e _tkinter -e /tkinter/ | xargs -d '\n' bash -c "$(declare -f closure); closure \"\$@\"" _ |
+      sed 's/^/path /'
+  } >"$WORK/lists/pypy.list"
+  touch "$WORK/lists/pypy.list.done"
+}
+jvm_runtime() {
+  command -v jlink >/dev/null && command -v javac >/dev/null || return 1
+  [[ -f $WORK/lists/jvm.list.done ]] && return 0
+  # A runtime of just the modules the functions use, rebuilt only when
+  # the JDK changes.
+  local jdk modules stamp
+  jdk=$(dirname "$(dirname "$(readlink -f "$(command -v jlink)")")")
+  modules=java.base,jdk.httpserver
+  stamp="$(cat "$jdk/release") $modules $(stat -c '%s %Y' "$jdk/lib/modules")"
+  if [[ ! -f $WORK/jre.stamp || "$(cat "$WORK/jre.stamp")" != "$stamp" ]]; then
+    rm -rf "$WORK/jre" "$WORK/jre.stamp"
+    jlink --add-modules "$modules" --strip-debug --no-header-files --no-man-pages --output "$WORK/jre"
+    echo "$stamp" >"$WORK/jre.stamp"
+    log "jlinked $modules from $jdk into $WORK/jre"
+  fi
+  {
+    echo "copy $JRE $WORK/jre"
+    # Libraries inside the runtime resolve through $ORIGIN; those are in
+    # the copy above already.
+    elf_files "$WORK/jre" | LD_LIBRARY_PATH="$WORK/jre/lib/server" xargs -d '\n' bash -c "$(declare -f closure); closure \"\$@\"" _ |
+      grep -v "^$WORK/jre/" | sed 's/^/path /'
+  } >"$WORK/lists/jvm.list"
+  touch "$WORK/lists/jvm.list.done"
+}
+
+# app_image NAME RUNTIME MKIMAGE-FLAGS...: a function image, base + runtime
+# + the app at /home/app. counter-X is benchmarks/functions/counter-X;
+# template-X is what `faas-cli build --shrinkwrap` makes of template/pronghorn-X
+# with its own handler skeleton: the template's files with the function in
+# function/. Java sources are compiled here (the repo keeps no classes in
+# the templates; the counter's are build products), into the place the
+# fprocess names.
+app_image() {
+  local name=$1 runtime=$2 src app stamp
+  shift 2
+  case $name in
+    counter-*) src="$FUNCTIONS/$name" ;;
+    template-*) src="$ROOT/template/pronghorn-${name#template-}" ;;
+  esac
+  app="$src"
+  if [[ $runtime == jvm ]]; then
+    app="$WORK/$name"
+    stamp="$(cd "$src" && find . -name '*.java' -o -name function.json | LC_ALL=C sort | xargs sha256sum | sha256sum) $(javac -version 2>&1)"
+    if [[ ! -f $app.stamp || "$(cat "$app.stamp")" != "$stamp" ]]; then
+      rm -rf "$app"
+      mkdir -p "$app"
+      case $name in
+        counter-*) javac --release 17 -d "$app" "$src/Handler.java"; cp "$src/Handler.java" "$src/function.json" "$app/" ;;
+        template-*) javac --release 17 -d "$app/classes" "$src"/*.java "$src"/function/*.java; cp "$src/function.json" "$app/" ;;
+      esac
+      echo "$stamp" >"$app.stamp"
+    fi
+  fi
+  # (Local mode may have left a __pycache__ there.)
+  printf '%s\n' "copy /home/app $app" "exclude /home/app/__pycache__" "exclude /home/app/function/__pycache__" >"$WORK/lists/$name.list"
+  build "$name" "$WORK/lists/base.list" "$WORK/lists/$runtime.list" "$WORK/lists/$name.list" -- \
+    -function "$src" -workdir /home/app "$@"
+}
+
 # build NAME LAYER-LIST... -- MKIMAGE-FLAGS...: one image.
 built=()
 build() {
@@ -144,71 +236,21 @@ for name in "${want[@]}"; do
       chmod 755 "$bin"
       mv -f "$bin" "$WORK/pronghorn"
       log "built the static pronghorn binary in $(since "$t")s"
-      echo "copy /usr/bin/pronghorn $WORK/pronghorn" >"$WORK/lists/pronghorn.list"
+      printf '%s\n' "copy /usr/bin/pronghorn $WORK/pronghorn" "copy /home/app/faas-netes $ROOT/cluster/images/faas-netes" >"$WORK/lists/pronghorn.list"
       build pronghorn "$WORK/lists/base.list" "$WORK/lists/pronghorn.list" -- \
-        -entrypoint '["/usr/bin/pronghorn"]' -env "PATH=$PATH_ENV"
+        -entrypoint '["/usr/bin/pronghorn"]' -workdir /home/app -env "PATH=$PATH_ENV"
       ;;
-    counter-node)
-      if ! node=$(command -v node); then log "skipping counter-node: no node here"; continue; fi
-      { echo "path $node"; closure "$node" | sed 's/^/path /'; } >"$WORK/lists/node.list"
-      # (Local mode may have left a __pycache__ there.)
-      printf '%s\n' "copy /home/app $FUNCTIONS/counter-node" "exclude /home/app/__pycache__" >"$WORK/lists/counter-node.list"
-      build counter-node "$WORK/lists/base.list" "$WORK/lists/node.list" "$WORK/lists/counter-node.list" -- \
-        -function "$FUNCTIONS/counter-node" -workdir /home/app -env "PATH=$PATH_ENV"
+    counter-node | template-node)
+      node_runtime || { log "skipping $name: no node here"; continue; }
+      app_image "$name" node -env "PATH=$PATH_ENV"
       ;;
-    counter-pypy)
-      if ! pypy=$(command -v pypy3); then log "skipping counter-pypy: no pypy3 here"; continue; fi
-      lib=$(readlink -f "$(dirname "$(readlink -f "$pypy")")/../lib/pypy3.9")
-      [[ -d $lib ]] || die "pypy3's standard library is not at $lib"
-      {
-        echo "path $pypy"
-        echo "path $lib"
-        # What no function needs: the IDE, Tk, demos, tests, pip bootstrap.
-        for d in idlelib tkinter turtledemo test ensurepip lib2to3/tests distutils/tests; do echo "exclude $lib/$d"; done
-        { echo "$pypy"; elf_files "$lib"; } | grep -v -e _tkinter -e /tkinter/ | xargs -d '\n' bash -c "$(declare -f closure); closure \"\$@\"" _ |
-          sed 's/^/path /'
-      } >"$WORK/lists/pypy.list"
-      # (Local mode may have left a __pycache__ there.)
-      printf '%s\n' "copy /home/app $FUNCTIONS/counter-pypy" "exclude /home/app/__pycache__" >"$WORK/lists/counter-pypy.list"
-      build counter-pypy "$WORK/lists/base.list" "$WORK/lists/pypy.list" "$WORK/lists/counter-pypy.list" -- \
-        -function "$FUNCTIONS/counter-pypy" -workdir /home/app -env "PATH=$PATH_ENV"
+    counter-pypy | template-pypy)
+      pypy_runtime || { log "skipping $name: no pypy3 here"; continue; }
+      app_image "$name" pypy -env "PATH=$PATH_ENV"
       ;;
-    counter-jvm)
-      if ! command -v jlink >/dev/null || ! command -v javac >/dev/null; then
-        log "skipping counter-jvm: needs a JDK (jlink, javac) here"
-        continue
-      fi
-      # A runtime of just the modules the function uses, rebuilt only when
-      # the JDK changes.
-      jdk=$(dirname "$(dirname "$(readlink -f "$(command -v jlink)")")")
-      modules=java.base,jdk.httpserver
-      stamp="$(cat "$jdk/release") $modules $(stat -c '%s %Y' "$jdk/lib/modules")"
-      if [[ ! -f $WORK/jre.stamp || "$(cat "$WORK/jre.stamp")" != "$stamp" ]]; then
-        rm -rf "$WORK/jre" "$WORK/jre.stamp"
-        jlink --add-modules "$modules" --strip-debug --no-header-files --no-man-pages --output "$WORK/jre"
-        echo "$stamp" >"$WORK/jre.stamp"
-        log "jlinked $modules from $jdk into $WORK/jre"
-      fi
-      # The class, compiled here (the repo's *.class are build products).
-      src="$FUNCTIONS/counter-jvm"
-      stamp="$(sha256sum "$src/Handler.java" "$src/function.json" | sha256sum) $(javac -version 2>&1)"
-      if [[ ! -f $WORK/counter-jvm.stamp || "$(cat "$WORK/counter-jvm.stamp")" != "$stamp" ]]; then
-        rm -rf "$WORK/counter-jvm"
-        mkdir -p "$WORK/counter-jvm"
-        javac --release 17 -d "$WORK/counter-jvm" "$src/Handler.java"
-        cp "$src/Handler.java" "$src/function.json" "$WORK/counter-jvm/"
-        echo "$stamp" >"$WORK/counter-jvm.stamp"
-      fi
-      {
-        echo "copy $JRE $WORK/jre"
-        # Libraries inside the runtime resolve through $ORIGIN; those are in
-        # the copy above already.
-        elf_files "$WORK/jre" | LD_LIBRARY_PATH="$WORK/jre/lib/server" xargs -d '\n' bash -c "$(declare -f closure); closure \"\$@\"" _ |
-          grep -v "^$WORK/jre/" | sed 's/^/path /'
-      } >"$WORK/lists/jvm.list"
-      echo "copy /home/app $WORK/counter-jvm" >"$WORK/lists/counter-jvm.list"
-      build counter-jvm "$WORK/lists/base.list" "$WORK/lists/jvm.list" "$WORK/lists/counter-jvm.list" -- \
-        -function "$src" -workdir /home/app -env "PATH=$JRE/bin:$PATH_ENV" -env "JAVA_HOME=$JRE"
+    counter-jvm | template-jvm)
+      jvm_runtime || { log "skipping $name: needs a JDK (jlink, javac) here"; continue; }
+      app_image "$name" jvm -env "PATH=$JRE/bin:$PATH_ENV" -env "JAVA_HOME=$JRE"
       ;;
   esac
 done
