@@ -29,9 +29,9 @@ func BenchmarkSandboxCost(b *testing.B) {
 		b.Skip("needs node for the sample function")
 	}
 	for _, mode := range []struct {
-		name      string
-		sandboxed bool
-	}{{"unconfined", false}, {"sandboxed", true}} {
+		name           string
+		sandboxed, net bool
+	}{{"unconfined", false, false}, {"root-only", true, false}, {"sandboxed", true, true}} {
 		open := func(b *testing.B) *env {
 			return newEnv(b, func(c *Config, db *bolt.DB) {
 				engine, err := orchestrator.Open(db)
@@ -46,7 +46,7 @@ func BenchmarkSandboxCost(b *testing.B) {
 				c.FunctionsDir = filepath.Join(filepath.Dir(filepath.Dir(file)), "benchmarks", "functions")
 				c.Engine, c.Store, c.CRIUPath = engine, store, criu
 				c.Sandbox = mode.sandboxed
-				if mode.sandboxed {
+				if mode.net {
 					// Its own subnet and names: other tests' providers may
 					// run on this host meanwhile.
 					c.Network = &network.Config{Subnet: netip.MustParsePrefix("10.66.0.0/16"), HostIfPrefix: "pbe", Table: "pronghorn-pbe"}

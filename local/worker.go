@@ -270,10 +270,16 @@ func (w *worker) exitReason() string {
 	return reason
 }
 
+// readyPoll is how often waitReady asks a starting agent: a status call on
+// its unix socket is cheap, and every interval waited out is latency the
+// call that scaled from zero pays (a doubling backoff cost up to 100 ms).
+const readyPoll = 2 * time.Millisecond
+
 // waitReady polls the agent's control socket until the function answers, the
 // agent exits, or ctx ends, and returns the agent's status.
 func (w *worker) waitReady(ctx context.Context) (agent.Status, error) {
-	delay := 2 * time.Millisecond
+	tick := time.NewTicker(readyPoll)
+	defer tick.Stop()
 	for {
 		var st agent.Status
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent/status", nil)
@@ -289,10 +295,7 @@ func (w *worker) waitReady(ctx context.Context) (agent.Status, error) {
 			return st, fmt.Errorf("worker %s exited before it was ready: %v", w.id, w.exitErr)
 		case <-ctx.Done():
 			return st, fmt.Errorf("worker %s not ready: %w", w.id, ctx.Err())
-		case <-time.After(delay):
-		}
-		if delay < 100*time.Millisecond {
-			delay *= 2
+		case <-tick.C:
 		}
 	}
 }

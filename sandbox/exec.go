@@ -1,21 +1,21 @@
 package sandbox
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
-	"syscall"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
 	"golang.org/x/sys/unix"
 )
 
-// initArg0 marks a process that Command started: it drops everything and
-// becomes the function.
-const initArg0 = "pronghorn-sandbox-init"
+// Setpriv is util-linux's, on every Debian system: it drops the user,
+// groups and capabilities and sets no_new_privs between fork and exec,
+// which os/exec cannot do, for about a millisecond; re-executing a Go
+// binary for it costs ten.
+const Setpriv = "/usr/bin/setpriv"
 
 // Identity is the unprivileged user and group a function runs as.
 type Identity struct {
@@ -31,72 +31,59 @@ func (id Identity) Validate() error {
 	return nil
 }
 
-// Command returns a command that runs the program at path with argv as id,
-// with no capabilities, no_new_privs and the seccomp Policy. os/exec cannot
-// run code between fork and exec, so the calling binary executes itself
-// (/proc/self/exe, which works after pivot_root too) and, marked by its
-// argv[0], does so in its package initialisation before exec'ing the
-// program: the function keeps the PID of the process started here.
+// Command returns a command that runs the program at path with argv (whose
+// first element names the program) as id, with no supplementary groups,
+// empty capability sets and bounding set, and no_new_privs. Start it with
+// Start, which adds the seccomp Policy.
 func Command(id Identity, path string, argv []string) *exec.Cmd {
-	args := append([]string{strconv.Itoa(id.UID), strconv.Itoa(id.GID), path}, argv...)
-	cmd := exec.Command("/proc/self/exe", args...)
-	cmd.Args[0] = initArg0
-	return cmd
+	args := []string{
+		"--reuid=" + strconv.Itoa(id.UID), "--regid=" + strconv.Itoa(id.GID), "--clear-groups",
+		"--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", path,
+	}
+	if len(argv) > 1 {
+		args = append(args, argv[1:]...)
+	}
+	return exec.Command(Setpriv, args...)
 }
 
-func init() {
-	if len(os.Args) < 5 || os.Args[0] != initArg0 {
+// Start starts cmd under the seccomp Policy. A filter is per thread and a
+// child inherits its forking thread's, so cmd is started from a thread of
+// its own that loads the filter first and is thrown away afterwards: the
+// goroutine exits still locked to it, and the runtime ends the thread. The
+// rest of the process (the agent, which needs mount and ptrace for CRIU)
+// stays unfiltered.
+func Start(cmd *exec.Cmd) error {
+	if _, err := os.Stat(cmd.Path); err != nil {
+		return fmt.Errorf("sandbox: %w (setpriv is util-linux's)", err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() != unix.Getpid() {
+			startFiltered(cmd, errc) // ends this thread
+			return
+		}
+		// The runtime never ends the main thread, it parks it: keep the
+		// filter off it, on a thread the locked main thread cannot be.
+		defer runtime.UnlockOSThread()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			runtime.LockOSThread()
+			startFiltered(cmd, errc)
+		}()
+		<-done
+	}()
+	return <-errc
+}
+
+// startFiltered runs on a locked thread that is never unlocked.
+func startFiltered(cmd *exec.Cmd, errc chan<- error) {
+	// As root, the agent may load a filter without no_new_privs; setpriv
+	// sets it for the function before the exec.
+	if err := seccomp.LoadFilter(seccomp.Filter{Policy: Policy()}); err != nil {
+		errc <- fmt.Errorf("sandbox: seccomp: %w", err)
 		return
 	}
-	err := becomeFunction(os.Args[1:])
-	fmt.Fprintln(os.Stderr, "sandbox:", err)
-	os.Exit(126)
-}
-
-// becomeFunction applies the restrictions and execs the function; it
-// returns only on failure.
-func becomeFunction(args []string) error {
-	uid, err1 := strconv.Atoi(args[0])
-	gid, err2 := strconv.Atoi(args[1])
-	id := Identity{UID: uid, GID: gid}
-	if err := errors.Join(err1, err2, id.Validate()); err != nil {
-		return err
-	}
-	path, argv := args[2], args[3:]
-	// The bounding set and the exec are per thread: keep them on one.
-	runtime.LockOSThread()
-	if err := dropBoundingSet(); err != nil {
-		return err
-	}
-	// Go applies these to every thread. Leaving uid 0 clears the
-	// permitted, effective and ambient capabilities.
-	if err := syscall.Setgroups(nil); err != nil {
-		return fmt.Errorf("setgroups: %w", err)
-	}
-	if err := syscall.Setresgid(gid, gid, gid); err != nil {
-		return fmt.Errorf("setresgid %d: %w", gid, err)
-	}
-	if err := syscall.Setresuid(uid, uid, uid); err != nil {
-		return fmt.Errorf("setresuid %d: %w", uid, err)
-	}
-	filter := seccomp.Filter{NoNewPrivs: true, Flag: seccomp.FilterFlagTSync, Policy: Policy()}
-	if err := seccomp.LoadFilter(filter); err != nil {
-		return fmt.Errorf("seccomp: %w", err)
-	}
-	err := unix.Exec(path, argv, os.Environ())
-	return fmt.Errorf("exec %s: %w", path, err)
-}
-
-// dropBoundingSet empties the capability bounding set, so nothing the
-// function executes can gain a capability back.
-func dropBoundingSet() error {
-	for c := 0; ; c++ {
-		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
-		if errors.Is(err, unix.EINVAL) {
-			return nil // past the last capability this kernel knows
-		}
-		if err != nil {
-			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
-		}
-	}
+	errc <- cmd.Start()
 }

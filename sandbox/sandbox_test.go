@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -57,7 +58,34 @@ func runWorker(raw string) error {
 	cmd.Dir = FunctionPath
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/tmp"}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	return cmd.Run()
+	if err := Start(cmd); err != nil {
+		return err
+	}
+	if err := cmd.Wait(); err != nil {
+		return err
+	}
+	return unfiltered()
+}
+
+// unfiltered checks that no thread of this process, the supervisor, kept
+// the function's seccomp filter: the thread that started it must be gone.
+func unfiltered() error {
+	var filtered []string
+	for range 100 {
+		filtered = filtered[:0]
+		tasks, _ := filepath.Glob("/proc/self/task/*/status")
+		for _, task := range tasks {
+			b, err := os.ReadFile(task)
+			if err == nil && strings.Contains(string(b), "\nSeccomp:\t2") {
+				filtered = append(filtered, task)
+			}
+		}
+		if len(filtered) == 0 {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("supervisor threads under the function's filter: %v", filtered)
 }
 
 func TestPolicyAssembles(t *testing.T) {
