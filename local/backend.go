@@ -123,6 +123,11 @@ func (c *Config) setDefaults() error {
 	if err := c.FunctionUser.Validate(); err != nil {
 		return fmt.Errorf("local backend: %w", err)
 	}
+	if c.Isolate && c.Sandbox {
+		if _, err := os.Stat(sandbox.Setpriv); err != nil {
+			return fmt.Errorf("local backend: sandboxed functions start through util-linux's setpriv: %w", err)
+		}
+	}
 	if c.WorkerTmpBytes < 0 {
 		return fmt.Errorf("local backend: negative worker /tmp size %d", c.WorkerTmpBytes)
 	}
