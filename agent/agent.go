@@ -50,6 +50,11 @@ type Agent struct {
 	restoreDur     atomic.Int64
 	fetchDur       atomic.Int64
 	checkpointing  sync.Mutex
+	// served counts the calls the function answered below 500, and plan
+	// is the start plan followed (pods only): a restarted provider reads
+	// both to take the pod over (Status).
+	served atomic.Int64
+	plan   atomic.Pointer[PlanStatus]
 	// confined is the entered sandbox, nil for an unconfined function.
 	confined *confinement
 }
@@ -72,6 +77,12 @@ type Status struct {
 	// FetchTime is how long downloading, verifying and unpacking a remote
 	// image took before that (pods only).
 	FetchTime time.Duration `json:"fetchTime,omitempty"`
+	// Served is how many calls the function answered in this worker with
+	// a status below 500: the calls the provider's engine learns from.
+	Served int64 `json:"served"`
+	// Plan is the start plan the agent followed and how its start went;
+	// nil without one (local mode, or no answer from the provider).
+	Plan *PlanStatus `json:"plan,omitempty"`
 }
 
 // New prepares an agent; funcLog receives the function's stdout and stderr.
@@ -131,7 +142,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	upstreamURL, _ := a.cfg.upstream()
-	proxy, transport := newInvokeHandler(upstreamURL)
+	proxy, transport := newInvokeHandler(upstreamURL, &a.served)
 	a.transport = transport
 	gated := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := a.gate.enter(r.Context()); err != nil {
@@ -229,7 +240,7 @@ func (a *Agent) controlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		st := Status{Ready: a.ready.Load(), Restored: a.restored.Load(), RestoreTime: time.Duration(a.restoreDur.Load()),
-			FetchTime: time.Duration(a.fetchDur.Load())}
+			FetchTime: time.Duration(a.fetchDur.Load()), Served: a.served.Load(), Plan: a.plan.Load()}
 		if p := a.proc.Load(); p != nil {
 			st.PID = p.pid
 		}

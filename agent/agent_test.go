@@ -41,6 +41,11 @@ func TestMain(m *testing.M) {
 				}
 				return
 			}
+			// ?status=500 answers with that status.
+			if code, err := strconv.Atoi(r.URL.Query().Get("status")); err == nil {
+				w.WriteHeader(code)
+				return
+			}
 			body, _ := io.ReadAll(r.Body)
 			w.Header().Set("X-Echo-Method", r.Method)
 			fmt.Fprintf(w, "%d %s %s", n.Add(1), r.URL.RequestURI(), body)

@@ -23,6 +23,28 @@ const PlanPath = "/pronghorn/agent/start"
 // StartPlan is the provider's answer to a pod asking how to start.
 type StartPlan struct {
 	Restore *RemoteImage `json:"restore,omitempty"` // nil: start cold
+	// Version is the function version the provider planned this start
+	// under ("" when the pod takes no part in snapshots), CheckpointAt the
+	// lineage request number at which it means to checkpoint the pod (0:
+	// never). The agent acts on neither: it reports them in its status
+	// (PlanStatus), so that a provider restarted while the pod runs can
+	// take the pod over where it stands.
+	Version      string `json:"version,omitempty"`
+	CheckpointAt int    `json:"checkpointAt,omitempty"`
+}
+
+// PlanStatus is the start plan a pod's agent followed, as its status
+// reports it: without URLs, and with how the start went.
+type PlanStatus struct {
+	Version      string `json:"version,omitempty"`
+	CheckpointAt int    `json:"checkpointAt,omitempty"`
+	// StartLineage is the lineage request number the function's state
+	// started at: the restored snapshot's, 0 for a cold start (planned,
+	// or after a restore that failed). StartLineage + Status.Served is
+	// where its state stands.
+	StartLineage int `json:"startLineage"`
+	// Snapshot is the key of the snapshot restored, "" if cold.
+	Snapshot string `json:"snapshot,omitempty"`
 }
 
 // RemoteImage is a snapshot a pod fetches itself: the pod holds no store
@@ -32,6 +54,9 @@ type RemoteImage struct {
 	SHA256 string `json:"sha256"` // of the packed object
 	Size   int64  `json:"size"`   // packed bytes
 	Key    string `json:"key"`
+	// RequestNumber is the lineage request number the snapshot was taken
+	// at, where the restored function's state starts.
+	RequestNumber int `json:"requestNumber,omitempty"`
 }
 
 // planRequest names the pod; the provider trusts only the token, this is
@@ -181,13 +206,19 @@ func (a *Agent) restoreRemote(ctx context.Context, img RemoteImage) (*process, e
 // means cold; a failed restore is also reported in the status.
 func (a *Agent) planStart(ctx context.Context) *process {
 	plan, err := fetchPlan(ctx, a.client, a.cfg, a.planPolicy)
-	switch {
-	case err != nil:
+	if err != nil {
 		a.log.Warn("no start plan, starting cold", "function", a.cfg.Function, "err", err)
 		return nil
-	case plan.Restore == nil:
+	}
+	st := &PlanStatus{Version: plan.Version, CheckpointAt: plan.CheckpointAt}
+	defer a.plan.Store(st)
+	if plan.Restore == nil {
 		a.log.Info("start plan: cold", "function", a.cfg.Function)
 		return nil
 	}
-	return a.tryRestore(func() (*process, error) { return a.restoreRemote(ctx, *plan.Restore) })
+	p := a.tryRestore(func() (*process, error) { return a.restoreRemote(ctx, *plan.Restore) })
+	if p != nil {
+		st.StartLineage, st.Snapshot = plan.Restore.RequestNumber, plan.Restore.Key
+	}
+	return p
 }

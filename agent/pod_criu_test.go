@@ -236,7 +236,8 @@ func TestPodSnapshotRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, _ := json.Marshal(StartPlan{Restore: &RemoteImage{URL: get.String(), SHA256: mf.SHA256, Size: mf.PackedBytes, Key: key}})
+	plan, _ := json.Marshal(StartPlan{Version: "0123456789abcdef", CheckpointAt: 6,
+		Restore: &RemoteImage{URL: get.String(), SHA256: mf.SHA256, Size: mf.PackedBytes, Key: key, RequestNumber: 3}})
 	prov.answer(http.StatusOK, string(plan))
 	pb := startTestPod(t, cfg, dial)
 	st = waitStatus(t, pb.control)
@@ -249,19 +250,24 @@ func TestPodSnapshotRoundTrip(t *testing.T) {
 			t.Errorf("pod B call: %q, want the count to go on at %d", got, i)
 		}
 	}
+	// Where its state stands, for a provider restarted meanwhile.
+	st = waitStatus(t, pb.control)
+	if want := (PlanStatus{Version: "0123456789abcdef", CheckpointAt: 6, StartLineage: 3, Snapshot: key}); st.Plan == nil || *st.Plan != want || st.Served != 2 {
+		t.Errorf("pod B: plan %+v, served %d; want %+v after 2 calls", st.Plan, st.Served, want)
+	}
 	if left, _ := os.ReadDir(cfg.WorkDir); len(left) != 0 {
 		t.Errorf("pod B left %v in its work dir", left)
 	}
 	pb.stop()
 
 	// Pod C gets a plan whose checksum the object does not match.
-	bad := StartPlan{Restore: &RemoteImage{URL: get.String(), SHA256: strings.Repeat("0", 64), Size: mf.PackedBytes, Key: key}}
+	bad := StartPlan{Version: "0123456789abcdef", Restore: &RemoteImage{URL: get.String(), SHA256: strings.Repeat("0", 64), Size: mf.PackedBytes, Key: key, RequestNumber: 3}}
 	plan, _ = json.Marshal(bad)
 	prov.answer(http.StatusOK, string(plan))
 	pc := startTestPod(t, cfg, dial)
 	st = waitStatus(t, pc.control)
-	if st.Restored || !st.RestoreCorrupt || st.PID != functionPID {
-		t.Errorf("pod C: status %+v; want a cold start at PID %d that blames the snapshot", st, functionPID)
+	if st.Restored || !st.RestoreCorrupt || st.PID != functionPID || st.Plan == nil || st.Plan.StartLineage != 0 || st.Plan.Snapshot != "" {
+		t.Errorf("pod C: status %+v (plan %+v); want a cold start at PID %d, at lineage 0, that blames the snapshot", st, st.Plan, functionPID)
 	}
 	if got := pc.call(t); !strings.HasPrefix(got, "1 ") {
 		t.Errorf("pod C call: %q, want a cold function's first", got)

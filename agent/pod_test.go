@@ -392,3 +392,57 @@ func TestCheckpointUploadFailures(t *testing.T) {
 		resp.Body.Close()
 	}
 }
+
+// The status says which plan a pod followed and how many calls its
+// function has served, as the provider's engine counts them: what a
+// restarted provider needs to take the pod over.
+func TestPodStatusReportsPlanAndCalls(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		provider bool
+		status   int
+		plan     string
+		calls    []string // query strings
+		want     *PlanStatus
+		served   int64
+	}{
+		{name: "local mode, no plan", calls: []string{"", ""}, served: 2},
+		{name: "provider down", provider: true, status: http.StatusServiceUnavailable, plan: "restarting", calls: []string{""}, served: 1},
+		{name: "planned cold", provider: true, status: http.StatusOK, plan: `{"version": "3f9c0a1b2c3d4e5f", "checkpointAt": 3}`,
+			calls: []string{"", "status=404", "status=500", "status=503", ""}, want: &PlanStatus{Version: "3f9c0a1b2c3d4e5f", CheckpointAt: 3}, served: 3},
+		{name: "planned without snapshots", provider: true, status: http.StatusOK, plan: `{}`, want: &PlanStatus{}},
+		{name: "restore failed", provider: true, status: http.StatusOK,
+			plan:  `{"version": "3f9c0a1b2c3d4e5f", "checkpointAt": 5, "restore": {"url": "http://127.0.0.1:1/b/objects/k?X-Amz-Signature=s", "sha256": "ab", "size": 42, "key": "fn/k/r00003-a", "requestNumber": 3}}`,
+			calls: []string{""}, want: &PlanStatus{Version: "3f9c0a1b2c3d4e5f", CheckpointAt: 5}, served: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			prov := newFakeProvider(t)
+			prov.answer(tc.status, tc.plan)
+			invoke, control, _, _ := startAgentTweaked(t, nil, func(c *Config) {
+				c.CRIUPath = "/nonexistent/criu"
+				c.WorkDir = t.TempDir()
+				if tc.provider {
+					c.ProviderURL = prov.srv.URL
+					c.TokenFile = writeToken(t, "tok")
+					c.PodName, c.PodNamespace = "counter-abc", "openfaas-fn"
+				}
+			}, func(a *Agent) { a.planPolicy = fastPlanPolicy })
+			waitStatus(t, control)
+			for _, q := range tc.calls {
+				resp, err := invoke.Get("http://fn/?" + q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			st := waitStatus(t, control)
+			if st.Served != tc.served {
+				t.Errorf("served %d, want %d", st.Served, tc.served)
+			}
+			if (st.Plan == nil) != (tc.want == nil) || (st.Plan != nil && *st.Plan != *tc.want) {
+				t.Errorf("plan %+v, want %+v", st.Plan, tc.want)
+			}
+		})
+	}
+}

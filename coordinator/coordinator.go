@@ -208,6 +208,25 @@ func (w *Worker) ID() string { return w.id }
 // in snapshots.
 func (w *Worker) Key() string { return w.key }
 
+// Version is the version the worker runs, "" when it takes no part in
+// snapshots. A backend whose workers outlive the provider hands it to the
+// worker with its plan, so that a provider started later can Adopt it.
+func (w *Worker) Version() string {
+	if w.key == "" {
+		return ""
+	}
+	v, _ := versionOf(w.fn.key, w.key)
+	return v
+}
+
+// CheckpointAt is the lineage request number at which the worker is to be
+// checkpointed, 0 for none; handed to the worker with Version.
+func (w *Worker) CheckpointAt() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.eng.CheckpointAt
+}
+
 // Served is how many calls the engine has learned from this worker.
 func (w *Worker) Served() int {
 	w.mu.Lock()

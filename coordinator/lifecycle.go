@@ -43,11 +43,7 @@ type Spec struct {
 // snapshot to restore (nil: cold). The worker must be handed to Gone when
 // it has exited.
 func (c *Coordinator) Start(ctx context.Context, f *Function, workerID string, spec Spec) (*Worker, *orchestrator.Snapshot) {
-	w := &Worker{id: workerID, fn: f, runtime: spec.Version.Runtime, logf: spec.Logf,
-		dumper: spec.Dumper, uploader: spec.Uploader, onDumped: spec.OnDumped, eng: orchestrator.Worker{ID: workerID}}
-	if w.logf == nil {
-		w.logf = func(string, ...any) {}
-	}
+	w := newWorker(f, workerID, spec)
 	f.mu.Lock()
 	f.starts++
 	seq := f.starts
@@ -73,6 +69,16 @@ func (c *Coordinator) Start(ctx context.Context, f *Function, workerID string, s
 	return w, p.Restore
 }
 
+// newWorker is a worker of f that takes no part in snapshots yet.
+func newWorker(f *Function, workerID string, spec Spec) *Worker {
+	w := &Worker{id: workerID, fn: f, runtime: spec.Version.Runtime, logf: spec.Logf,
+		dumper: spec.Dumper, uploader: spec.Uploader, onDumped: spec.OnDumped, eng: orchestrator.Worker{ID: workerID}}
+	if w.logf == nil {
+		w.logf = func(string, ...any) {}
+	}
+	return w
+}
+
 // canCheckpoint reports whether w can be snapshotted with this store.
 func (c *Coordinator) canCheckpoint(w *Worker) bool {
 	if w.uploader != nil {
@@ -83,7 +89,9 @@ func (c *Coordinator) canCheckpoint(w *Worker) bool {
 }
 
 // version sets w's engine key and makes sure the engine knows that
-// version, with the previous version's learned curve as a prior.
+// version, with the previous version's learned curve as a prior. seq
+// orders starts; an adopted worker (seq 0) started before any of them, so
+// it makes its version current only while no start has named one.
 func (c *Coordinator) version(ctx context.Context, f *Function, w *Worker, spec Spec, seq uint64) (string, bool) {
 	v, err := c.digests.version(spec.Version)
 	if err != nil {
@@ -98,7 +106,10 @@ func (c *Coordinator) version(ctx context.Context, f *Function, w *Worker, spec 
 		return "", false
 	}
 	prev := f.current
-	if seq > f.currentSeq {
+	// Without a current version, the version of a worker adopted after a
+	// restart would count as stale: its last worker leaving would take
+	// its snapshots, the ones its replacement is to restore.
+	if seq > f.currentSeq || f.current == "" {
 		f.current, f.currentSeq = key, seq
 	}
 	configured := f.configured[key] == spec.Generation+1

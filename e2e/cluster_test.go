@@ -310,6 +310,15 @@ func startClusterProvider(t *testing.T, c *devCluster, m *clusterMinIO, namespac
 // identity of kubeconfig, and extra flags.
 func startClusterProviderAs(t *testing.T, c *devCluster, m *clusterMinIO, namespace, bucket, kubeconfig string, extra ...string) *provider {
 	t.Helper()
+	p, args := clusterProvider(t, c, m, namespace, bucket, kubeconfig, extra...)
+	p.launch(15*time.Second, args...)
+	return p
+}
+
+// clusterProvider is the provider startClusterProviderAs runs and its
+// arguments, for a test that starts it again on the same port and data dir.
+func clusterProvider(t *testing.T, c *devCluster, m *clusterMinIO, namespace, bucket, kubeconfig string, extra ...string) (*provider, []string) {
+	t.Helper()
 	agentImage := c.importImage(t, "pronghorn")
 	secrets := t.TempDir()
 	password := clusterToken(t)
@@ -321,7 +330,7 @@ func startClusterProviderAs(t *testing.T, c *devCluster, m *clusterMinIO, namesp
 	port := clusterFreePort(t, clusterGateway)
 	p := &provider{t: t, bin: buildBinary(t), dataDir: t.TempDir(), url: fmt.Sprintf("http://127.0.0.1:%d", port),
 		logs: &syncBuffer{}, user: "admin", password: password}
-	p.launch(15*time.Second, append([]string{"--backend", "kubernetes", "--kubeconfig", kubeconfig,
+	return p, append([]string{"--backend", "kubernetes", "--kubeconfig", kubeconfig,
 		"--port", fmt.Sprint(port), "--data-dir", p.dataDir, "--secret-mount-path", secrets,
 		"--function-namespace", namespace,
 		"--agent-image", agentImage, "--image-pull-policy", "Never",
@@ -332,8 +341,7 @@ func startClusterProviderAs(t *testing.T, c *devCluster, m *clusterMinIO, namesp
 		// (faas-netes' defaults: 2s delay, every 2s).
 		"--readiness-probe-initial-delay-seconds", "0", "--readiness-probe-period-seconds", "1",
 		"--snapshot-store", "minio", "--minio-endpoint", m.endpoint, "--minio-bucket", bucket,
-		"--minio-access-key", m.accessKey, "--minio-secret-key", m.secretKey}, extra...)...)
-	return p
+		"--minio-access-key", m.accessKey, "--minio-secret-key", m.secretKey}, extra...)
 }
 
 // clusterInvoke calls a counter function (POST, so no proxy caches it) and

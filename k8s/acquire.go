@@ -56,6 +56,11 @@ type nsCache struct {
 	// slots holds per-pod state (URL, calls in flight) by pod UID; entries
 	// go when the pod does.
 	slots sync.Map
+
+	// assess, set when snapshots are on, settles a pod's part in the
+	// snapshot life cycle the first time the provider sees it ready:
+	// planned here, adopted, or left alone (adopt.go).
+	assess func(s *podSlot, p *corev1.Pod)
 }
 
 // podSlot is the provider's view of one pod's agent.
@@ -66,8 +71,22 @@ type podSlot struct {
 	pod       string
 	inflight  atomic.Int64
 	// snap is the pod's part in the snapshot life cycle, once it asked
-	// for its plan.
+	// for its plan or was adopted.
 	snap atomic.Pointer[coordinator.Worker]
+
+	// adoption is how far the provider is with settling the pod's part in
+	// the snapshot life cycle (adoptNew, adoptRunning, adoptSettled).
+	adoption atomic.Int32
+	// While holds > 0 the pod gets no new call: a pod not yet assessed
+	// (for at most adoptPolicy.hold), and one whose adoption reads its count
+	// of calls. holdMu makes a pick's check of holds and its raising of
+	// inflight one step, so an adoption that holds the pod and then sees
+	// no call in flight knows that the count it reads is final.
+	holdMu  sync.Mutex
+	holds   int
+	holding atomic.Bool // holds > 0, for picks that only compare pods
+	// firstHold releases, once, the hold a pod starts with.
+	firstHold sync.Once
 }
 
 // dumping reports whether the pod is about to be, or being, dumped: a call
@@ -76,6 +95,39 @@ type podSlot struct {
 func (s *podSlot) dumping() bool {
 	snap := s.snap.Load()
 	return snap != nil && snap.Dumping()
+}
+
+// held reports whether the pod takes no new call now.
+func (s *podSlot) held() bool { return s.holding.Load() || s.dumping() }
+
+func (s *podSlot) hold() {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	s.holds++
+	s.holding.Store(true)
+}
+
+func (s *podSlot) unhold() {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	s.holds--
+	s.holding.Store(s.holds > 0)
+}
+
+// enter raises the pod's count of calls in flight, unless it is held.
+func (s *podSlot) enter() bool {
+	if s.adoption.Load() == adoptSettled {
+		// Settled pods are never held again: no lock on the common path.
+		s.inflight.Add(1)
+		return true
+	}
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	if s.holds > 0 {
+		return false
+	}
+	s.inflight.Add(1)
+	return true
 }
 
 func (c *nsCache) stop() {
@@ -112,11 +164,24 @@ func (b *Backend) cacheFor(namespace string) (*nsCache, error) {
 	}}); err != nil {
 		return nil, fmt.Errorf("pod informer: %w", err)
 	}
+	if b.adopts() {
+		c.assess = func(s *podSlot, p *corev1.Pod) { b.assess(c, s, p) }
+	}
 	if _, err := c.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { c.changed.Notify() },
+		AddFunc: func(obj any) {
+			// A restarted provider's first listing: ready pods it did not
+			// plan are assessed before a call needs them.
+			if p, ok := obj.(*corev1.Pod); ok && c.assess != nil && podReady(p) {
+				c.assess(c.slot(p), p)
+			}
+			c.changed.Notify()
+		},
 		UpdateFunc: func(_, obj any) {
 			if p, ok := obj.(*corev1.Pod); ok && b.cfg.Snapshots != nil && podReady(p) {
 				b.learnRestore(p)
+				if c.assess != nil {
+					c.assess(c.slot(p), p)
+				}
 			}
 			c.changed.Notify()
 		},
@@ -324,17 +389,19 @@ func (c *nsCache) pick(st *fnState, namespace, name string) *podSlot {
 	slots := make([]*podSlot, n)
 	for i, p := range ready {
 		slots[i] = c.slot(p)
+		if c.assess != nil && slots[i].adoption.Load() == adoptNew {
+			c.assess(slots[i], p)
+		}
 	}
 	best, _ := provider.PickLeastBusy(slots, &st.rr, func(s *podSlot) int64 {
-		if s.dumping() {
+		if s.held() {
 			return math.MaxInt64
 		}
 		return s.inflight.Load()
 	})
-	if best.dumping() {
-		return nil // every ready pod is being dumped: wait for one
+	if best.held() || !best.enter() {
+		return nil // every ready pod is being dumped or assessed: wait for one
 	}
-	best.inflight.Add(1)
 	return best
 }
 
@@ -345,6 +412,14 @@ func (c *nsCache) slot(p *corev1.Pod) *podSlot {
 	s := &podSlot{
 		url: &url.URL{Scheme: "http", Host: net.JoinHostPort(p.Status.PodIP, strconv.Itoa(InvokePort))},
 		uid: p.UID, namespace: p.Namespace, pod: p.Name,
+	}
+	if c.assess != nil {
+		// A call it served before the provider knew its part in snapshots
+		// would be one the engine never counts: hold it until assessed.
+		s.holds = 1
+		s.holding.Store(true)
+	} else {
+		s.adoption.Store(adoptSettled)
 	}
 	actual, _ := c.slots.LoadOrStore(p.UID, s)
 	return actual.(*podSlot)
@@ -379,11 +454,13 @@ func (l *lease) Release(o provider.Outcome) {
 	if !l.released.CompareAndSwap(false, true) {
 		return
 	}
-	l.slot.inflight.Add(-1)
 	l.st.invocations.Add(1)
 	latency := o.Upstream
 	if latency <= 0 {
 		latency = o.Total
 	}
 	l.b.observe(l.slot.uid, l.slot.namespace, l.slot.pod, coordinator.Outcome{Latency: latency, Failed: o.Err != nil || o.StatusCode >= 500})
+	// Only now: an adoption that sees no call in flight must know that
+	// every call before has been observed (or found no worker to count).
+	l.slot.inflight.Add(-1)
 }

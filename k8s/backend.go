@@ -132,6 +132,9 @@ type Backend struct {
 	log       *slog.Logger
 	transport *http.Transport
 
+	// adoptPolicy bounds taking over pods a previous provider planned.
+	adoptPolicy adoptPolicy
+
 	// rootWarning says once that set_nonroot_user spares functions that
 	// snapshot.
 	rootWarning sync.Once
@@ -145,6 +148,12 @@ type Backend struct {
 	// metrics scrape.
 	hidden map[string]bool
 	closed bool
+
+	// adoptions tracks the goroutines adopting pods (adopt.go), which
+	// Close ends (stop) and waits for, so none of them uses the
+	// coordinator after the provider closes it.
+	adoptions sync.WaitGroup
+	stop      chan struct{}
 }
 
 var _ provider.Backend = (*Backend)(nil)
@@ -169,7 +178,7 @@ func New(client kubernetes.Interface, cfg Config) (*Backend, error) {
 		"http_probe", cfg.HTTPProbe, "readiness_probe", *cfg.ReadinessProbe, "liveness_probe", *cfg.LivenessProbe,
 		"set_nonroot_user", cfg.SetNonRootUser, "image_pull_policy", cfg.ImagePullPolicy)
 	return &Backend{
-		client: client, cfg: cfg, log: cfg.Logger,
+		client: client, cfg: cfg, log: cfg.Logger, adoptPolicy: defaultAdoptPolicy(),
 		// One transport for every pod: connections to a pod's agent are
 		// reused across invocations. Compression is off because the
 		// provider only relays bytes and must not re-encode a function's
@@ -188,13 +197,18 @@ func New(client kubernetes.Interface, cfg Config) (*Backend, error) {
 		caches:    map[string]*nsCache{},
 		pods:      map[k8stypes.UID]*podWorker{},
 		hidden:    map[string]bool{},
+		stop:      make(chan struct{}),
 	}, nil
 }
 
-// Close stops the informers and drops idle connections to agents. Functions
-// keep running: they belong to Kubernetes, not to the provider.
+// Close stops the informers and any adoption in progress, and drops idle
+// connections to agents. Functions keep running: they belong to
+// Kubernetes, not to the provider.
 func (b *Backend) Close(ctx context.Context) error {
 	b.mu.Lock()
+	if !b.closed {
+		close(b.stop)
+	}
 	b.closed = true
 	caches := b.caches
 	b.caches = map[string]*nsCache{}
@@ -204,6 +218,7 @@ func (b *Backend) Close(ctx context.Context) error {
 		for _, c := range caches {
 			c.stop()
 		}
+		b.adoptions.Wait()
 		close(done)
 	}()
 	b.transport.CloseIdleConnections()
@@ -211,7 +226,7 @@ func (b *Backend) Close(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("stop informers: %w", ctx.Err())
+		return fmt.Errorf("stop informers and adoptions: %w", ctx.Err())
 	}
 }
 

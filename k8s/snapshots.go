@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -174,20 +175,17 @@ func (b *Backend) plan(ctx context.Context, token string) (agent.StartPlan, int,
 	if err != nil {
 		return agent.StartPlan{}, http.StatusServiceUnavailable, err
 	}
-	spec := coordinator.Spec{
-		Version: in, Annotations: dep.Spec.Template.Annotations, Generation: uint64(dep.Generation),
-		Uploader: podUploader{b: b, namespace: namespace, pod: pod.Name},
-		OnDumped: cache.changed.Notify,
-		Logf: func(format string, args ...any) {
-			b.log.Info(fmt.Sprintf(format, args...), "function", name+"."+namespace, "pod", pod.Name)
-		},
-	}
+	spec := b.workerSpec(cache, dep, pod, name, in)
 	snap, restore := b.cfg.Snapshots.Start(ctx, b.cfg.Snapshots.Function(namespace, name), string(pod.UID), spec)
 	pw := &podWorker{snap: snap}
-	var plan agent.StartPlan
+	// The version and checkpoint request go to the pod only for it to
+	// report them back (agent.PlanStatus) to a provider restarted while it
+	// runs, which then adopts it (adopt.go).
+	plan := agent.StartPlan{Version: snap.Version(), CheckpointAt: snap.CheckpointAt()}
 	if restore != nil {
 		if img, ok := b.cfg.Snapshots.RemoteImages(ctx, snap, *restore); ok {
-			plan.Restore = &agent.RemoteImage{URL: img.URL.String(), SHA256: img.SHA256, Size: img.Size, Key: img.Key}
+			plan.Restore = &agent.RemoteImage{URL: img.URL.String(), SHA256: img.SHA256, Size: img.Size, Key: img.Key,
+				RequestNumber: restore.RequestNumber}
 			pw.restoreKey = img.Key
 		}
 	}
@@ -199,6 +197,21 @@ func (b *Backend) plan(ctx context.Context, token string) (agent.StartPlan, int,
 	b.mu.Unlock()
 	cache.slot(pod).snap.Store(snap)
 	return plan, http.StatusOK, nil
+}
+
+// workerSpec is how a function pod of dep takes part in the snapshot life
+// cycle: the pod checkpoints itself through its agent and uploads to a
+// presigned URL.
+func (b *Backend) workerSpec(cache *nsCache, dep *appsv1.Deployment, pod *corev1.Pod, name string, in coordinator.VersionInputs) coordinator.Spec {
+	namespace, podName := pod.Namespace, pod.Name
+	return coordinator.Spec{
+		Version: in, Annotations: dep.Spec.Template.Annotations, Generation: uint64(dep.Generation),
+		Uploader: podUploader{b: b, namespace: namespace, pod: podName},
+		OnDumped: cache.changed.Notify,
+		Logf: func(format string, args ...any) {
+			b.log.Info(fmt.Sprintf(format, args...), "function", name+"."+namespace, "pod", podName)
+		},
+	}
 }
 
 // versionInputs is what the pod's function process is built from: the

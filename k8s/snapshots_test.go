@@ -202,6 +202,10 @@ func TestAgentPlanAuthentication(t *testing.T) {
 	if pw == nil || pw.snap.Key() == "" || !strings.HasPrefix(pw.snap.Key(), testNS+"/fn@") {
 		t.Fatalf("planned pod: %+v", pw)
 	}
+	// What the pod reports back to a provider restarted while it runs.
+	if plan.Version == "" || pw.snap.Key() != testNS+"/fn@"+plan.Version || plan.CheckpointAt != 1 {
+		t.Errorf("plan %+v of worker %s: want its version and checkpoint request (fixed(1))", plan, pw.snap.Key())
+	}
 	// The pod is replaced under the same name: its token names the old UID.
 	if err := client.CoreV1().Pods(testNS).Delete(ctx, "p1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
