@@ -170,6 +170,7 @@ func TestConfinedFunction(t *testing.T) {
 		{"cannot signal its supervisor (PID 1)", "kill -0 1 2>/dev/null || echo denied", "denied\n"},
 		{"sees only its own processes", "ls /proc | grep -c '^[0-9]'", "3\n"},
 		{"worker's own /etc files", "cat /etc/resolv.conf /etc/hostname; grep ^app /etc/passwd", "nameserver 192.0.2.53\nworker-test\napp:x:1000:1000:app:/home/app:/usr/sbin/nologin\n"},
+		{"host's /etc links stay links", "readlink /etc/localtime; true", hostLink("/etc/localtime")},
 		{"only the usual devices", "ls /dev | tr '\\n' ' '", "fd full net null random shm stderr stdin stdout tty urandom zero "},
 		{"extra read-only path shows, data dir in it does not", "cat " + shared + "/runtime.txt; echo; ls -A " + hiddenDir + " | wc -l; cat " + hiddenDir + "/state.db 2>/dev/null || echo denied",
 			"x\n0\ndenied\n"},
@@ -183,6 +184,16 @@ func TestConfinedFunction(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hostLink is what readlink prints for path on the host: nothing for a
+// file that is not a symlink.
+func hostLink(path string) string {
+	target, err := os.Readlink(path)
+	if err != nil {
+		return ""
+	}
+	return target + "\n"
 }
 
 func runConfined(t *testing.T, ws workerSpec) string {
