@@ -47,5 +47,7 @@ func newBenchSimCommand() *cobra.Command {
 	fs.Float64Var(&m.GCProb, "gc-prob", m.GCProb, "probability of a GC pause per request")
 	fs.DurationVar(&m.InitCost, "init-cost", m.InitCost, "extra latency of a cold worker's first request")
 	fs.DurationVar(&m.RestoreCost, "restore-cost", m.RestoreCost, "extra latency of a restored worker's first request")
+	fs.DurationVar(&m.CheckpointCost, "checkpoint-cost", m.CheckpointCost, "extra latency of the request after one that triggered a checkpoint")
+	fs.IntVar(&m.RegisterDelay, "register-delay", m.RegisterDelay, "requests served before a checkpoint's snapshot is in the pool")
 	return cmd
 }

@@ -379,7 +379,8 @@ func (e *Engine) OnStart(ctx context.Context, fn string, workerID string) (Plan,
 			}
 			choice = rcChoose(w.v, kept, cfg.window(), rng)
 		case StrategyBandit:
-			choice, plan.Worker.CheckpointAt, kept, pruned = banditPlan(cfg, w.bandit(), pool, rng)
+			pending, lag := e.checkpointsInFlight(fn)
+			choice, plan.Worker.CheckpointAt, kept, pruned = banditPlan(cfg, w.bandit(), pool, pending, lag, rng)
 		}
 		if choice >= 0 {
 			s := kept[choice]
@@ -453,6 +454,14 @@ func (e *Engine) OnRequest(ctx context.Context, fn string, w *Worker, latency ti
 		// requests would defeat the purpose of the engine.
 		Evict: cfg.EvictAfter > 0 && (nw.Served >= cfg.EvictAfter || nw.Lineage >= cfg.Horizon),
 	}
+	if act.Checkpoint && cfg.Strategy == StrategyBandit {
+		// Only bandit plans around checkpoints in flight. Expired entries
+		// go here too, so a report that never comes cannot make the list
+		// grow.
+		now := e.now()
+		s.pending = slices.DeleteFunc(s.pending, func(p pendingCheckpoint) bool { return now.Sub(p.since) > pendingTTL })
+		s.pending = append(s.pending, pendingCheckpoint{requestNumber: nw.Lineage, since: now, seen: s.mutations})
+	}
 	s.mu.Unlock()
 	*w = nw
 	return act, nil
@@ -472,6 +481,8 @@ func (e *Engine) Register(ctx context.Context, fn string, s Snapshot) error {
 	// Without the monotonic reading, the snapshot in memory is the one a
 	// reopened engine decodes from the file.
 	s.CreatedAt = s.CreatedAt.Round(0)
+	// Whatever the outcome, this checkpoint is no longer in flight.
+	e.settlePending(fn, true, func(p pendingCheckpoint) bool { return p.requestNumber == s.RequestNumber })
 	return e.writeThrough(ctx, fn, "register on", func(cur record, next *record) (writeKind, error) {
 		for _, list := range [...][]Snapshot{cur.pool, cur.trash} {
 			for _, p := range list {
@@ -492,6 +503,10 @@ func (e *Engine) Register(ctx context.Context, fn string, s Snapshot) error {
 
 // CheckpointFailed counts a checkpoint the caller could not take.
 func (e *Engine) CheckpointFailed(ctx context.Context, fn string) error {
+	// The caller does not say which one failed: the oldest in flight is the
+	// likeliest, and an error here only costs one duplicate snapshot or one
+	// skipped checkpoint until pendingTTL.
+	e.settlePending(fn, false, func(pendingCheckpoint) bool { return true })
 	return e.writeThrough(ctx, fn, "count on", func(_ record, next *record) (writeKind, error) {
 		next.c.FailedCheckpoints++
 		return keepWeights, nil
@@ -682,7 +697,7 @@ func (e *Engine) Inspect(ctx context.Context, fn string) (State, error) {
 	var mean banditCurve
 	if w.kind == kindBandit {
 		st.Weights = append([]float64(nil), w.bandit().warm...)
-		mean = banditSample(w.bandit(), nil)
+		mean = banditSample(w.bandit(), nil, false)
 	} else {
 		st.Weights = w.v
 	}
@@ -736,4 +751,72 @@ func (e *Engine) Functions(ctx context.Context) ([]string, error) {
 	out := slices.Collect(maps.Keys(seen))
 	slices.Sort(out)
 	return out, nil
+}
+
+// pendingCheckpoint is a checkpoint OnRequest asked for that has been
+// neither registered nor reported failed yet: the dump and the upload take
+// hundreds of ms, and the successor of an evicted worker is planned before
+// its predecessor's snapshot is in the pool.
+type pendingCheckpoint struct {
+	requestNumber int
+	since         time.Time
+	seen          uint64 // the function's observation count when it was asked for
+}
+
+// pendingTTL forgets a checkpoint whose outcome never came, so a lost
+// report cannot stop checkpoints for long. It is longer than a checkpoint
+// may take (the provider gives one 2 minutes).
+const pendingTTL = 3 * time.Minute
+
+// checkpointsInFlight lists the request numbers of fn's checkpoints in
+// flight, dropping the expired, and the learned registration lag: how many
+// requests the function served, rounded up, between a checkpoint's request
+// and its registration (-1 before the first registration). Both are memory
+// only on purpose: after a restart no checkpoint of the previous process
+// can still register, and the lag is relearned at the first one.
+func (e *Engine) checkpointsInFlight(fn string) (pending []int, lag int) {
+	s := e.lookup(fn)
+	if s == nil {
+		return nil, -1
+	}
+	now := e.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending = slices.DeleteFunc(s.pending, func(p pendingCheckpoint) bool { return now.Sub(p.since) > pendingTTL })
+	pending = make([]int, len(s.pending))
+	for i, p := range s.pending {
+		pending[i] = p.requestNumber
+	}
+	if s.lagN == 0 {
+		return pending, -1
+	}
+	return pending, int(math.Ceil(s.lag))
+}
+
+// lagAlpha is the EWMA factor of the registration lag.
+const lagAlpha = 0.3
+
+// settlePending removes the oldest of fn's checkpoints in flight that
+// match; registered: it is in the pool now, and its lag is learned.
+func (e *Engine) settlePending(fn string, registered bool, match func(pendingCheckpoint) bool) {
+	s := e.lookup(fn)
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.IndexFunc(s.pending, match)
+	if i < 0 {
+		return
+	}
+	if registered {
+		lag := float64(s.mutations - s.pending[i].seen)
+		if s.lagN == 0 {
+			s.lag = lag
+		} else {
+			s.lag += lagAlpha * (lag - s.lag)
+		}
+		s.lagN++
+	}
+	s.pending = slices.Delete(s.pending, i, i+1)
 }

@@ -76,6 +76,12 @@ type fnState struct {
 	// mutations counts observations; persisted is the count the weights on
 	// disk reflect. They differ when the function needs a flush.
 	mutations, persisted uint64
+	// pending: checkpoints asked for and not yet registered or failed, in
+	// the order asked; lag: the learned registration lag, in requests, from
+	// lagN registrations. Never persisted (see checkpointsInFlight).
+	pending []pendingCheckpoint
+	lag     float64
+	lagN    uint64
 }
 
 func (s *fnState) needsFlush() bool {

@@ -103,3 +103,41 @@ func TestCheckpointCostOnlyHitsSnapshottingStrategies(t *testing.T) {
 		t.Errorf("fixed(1): %d checkpoints (%d without cost), mean %v vs %v without cost", pf.Checkpoints, ff.Checkpoints, pf.Mean, ff.Mean)
 	}
 }
+
+// The request after one that triggered a checkpoint pays CheckpointCost
+// whichever worker serves it: when the checkpoint was the evicted worker's
+// last request, its successor's restore and first request share the CPUs
+// with the dump and the packing.
+func TestCheckpointCostReachesTheSuccessor(t *testing.T) {
+	m := Model{Curve: []time.Duration{10 * time.Millisecond}, CheckpointCost: 7 * time.Millisecond}
+	res, err := Run(context.Background(), Options{Requests: 3, Seed: 1, Rates: []int{1}, Model: m, Dir: t.TempDir(),
+		Strategies: []string{orchestrator.StrategyFixed}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, _ := res.Find(orchestrator.StrategyFixed, 1)
+	want := []time.Duration{10 * time.Millisecond, 17 * time.Millisecond, 10 * time.Millisecond}
+	for i, l := range row.Latencies {
+		if l != want[i] {
+			t.Fatalf("latencies %v, want %v (checkpoint on request 1, taken by the first worker)", row.Latencies, want)
+		}
+	}
+}
+
+// A checkpoint's snapshot reaches the pool RegisterDelay requests after the
+// one that triggered it: until then its successors start as if it did not
+// exist (here: cold).
+func TestRegisterDelay(t *testing.T) {
+	for _, delay := range []int{0, 2} {
+		m := Model{Curve: []time.Duration{10 * time.Millisecond}, RegisterDelay: delay}
+		res, err := Run(context.Background(), Options{Requests: 10, Seed: 1, Rates: []int{1}, Model: m, Dir: t.TempDir(),
+			Strategies: []string{orchestrator.StrategyFixed}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		row, _ := res.Find(orchestrator.StrategyFixed, 1)
+		if row.ColdStarts != uint64(1+delay) {
+			t.Errorf("delay %d: %d cold starts, want %d", delay, row.ColdStarts, 1+delay)
+		}
+	}
+}
