@@ -40,9 +40,12 @@ type cpuSample struct {
 	Live              int // live processes below the provider
 }
 
-// sub is the CPU spent between an earlier sample and s.
+// sub is the CPU spent between an earlier sample and s. The workers' total
+// can fall: a process killed with its pid namespace (a function whose agent
+// exited) is reaped by nobody who adds its time to a cutime, so its time
+// leaves the tree. Such an interval counts as zero rather than negative.
 func (s cpuSample) sub(earlier cpuSample) cpuSample {
-	return cpuSample{Provider: s.Provider - earlier.Provider, Workers: s.Workers - earlier.Workers, Live: s.Live}
+	return cpuSample{Provider: max(0, s.Provider-earlier.Provider), Workers: max(0, s.Workers-earlier.Workers), Live: s.Live}
 }
 
 type procStat struct {

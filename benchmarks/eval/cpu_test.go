@@ -76,3 +76,17 @@ func TestCPUSampler(t *testing.T) {
 		t.Errorf("load average %v", got)
 	}
 }
+
+func TestCPUSampleSubNeverNegative(t *testing.T) {
+	for _, tc := range []struct {
+		earlier, later, want cpuSample
+	}{
+		{cpuSample{Provider: 10, Workers: 100}, cpuSample{Provider: 15, Workers: 130, Live: 2}, cpuSample{Provider: 5, Workers: 30, Live: 2}},
+		// A function killed with its pid namespace takes its time along.
+		{cpuSample{Provider: 10, Workers: 300}, cpuSample{Provider: 12, Workers: 90, Live: 1}, cpuSample{Provider: 2, Workers: 0, Live: 1}},
+	} {
+		if got := tc.later.sub(tc.earlier); got != tc.want {
+			t.Errorf("%+v.sub(%+v) = %+v, want %+v", tc.later, tc.earlier, got, tc.want)
+		}
+	}
+}
