@@ -46,14 +46,11 @@ func (s *SandboxConfig) validate(isolated bool) error {
 
 // confinement is an entered sandbox.
 type confinement struct {
-	cfg    SandboxConfig
-	images *os.File // O_PATH handle on cfg.ImagesDir, opened before pivot_root
+	imagesDir string   // the host path the provider names images by
+	images    *os.File // O_PATH handle on imagesDir, opened before pivot_root
 	// dumpCRIU runs criu for dumps; see criuAsFunction.
 	dumpCRIU string
 }
-
-// setpriv is util-linux's, on every Debian system.
-const setpriv = "/usr/bin/setpriv"
 
 // criuAsFunction writes a wrapper that runs criu with the function's uid
 // and gid as its real ids, keeping root's effective ids and capabilities.
@@ -68,7 +65,7 @@ const setpriv = "/usr/bin/setpriv"
 // kernel probes when /run holds their cache (sandbox.CRIUKerndat), which matters:
 // some probes fail with a real uid that is not root.
 func criuAsFunction(criuPath string, id sandbox.Identity) (string, error) {
-	if _, err := os.Stat(setpriv); err != nil {
+	if _, err := os.Stat(sandbox.Setpriv); err != nil {
 		return criuPath, nil
 	}
 	run := fmt.Sprintf("'%s'", criuPath)
@@ -76,7 +73,7 @@ func criuAsFunction(criuPath string, id sandbox.Identity) (string, error) {
 		run = "/bin/sh -p " + run
 	}
 	wrapper := filepath.Join(sandbox.SupervisorDir, "criu-dump")
-	script := fmt.Sprintf("#!/bin/sh\nexec %s --ruid=%d --rgid=%d --keep-groups -- %s \"$@\"\n", setpriv, id.UID, id.GID, run)
+	script := fmt.Sprintf("#!/bin/sh\nexec %s --ruid=%d --rgid=%d --keep-groups -- %s \"$@\"\n", sandbox.Setpriv, id.UID, id.GID, run)
 	if err := os.WriteFile(wrapper, []byte(script), 0o700); err != nil {
 		return "", fmt.Errorf("sandbox: criu wrapper: %w", err)
 	}
@@ -119,15 +116,15 @@ func enterSandbox(cfg SandboxConfig, secretsDir, functionDir, criuPath string) (
 		images.Close()
 		return nil, err
 	}
-	return &confinement{cfg: cfg, images: images, dumpCRIU: dumpCRIU}, nil
+	return &confinement{imagesDir: cfg.ImagesDir, images: images, dumpCRIU: dumpCRIU}, nil
 }
 
 // imagesPath translates a host path under ImagesDir into one the agent
 // (and the criu it starts) can open from inside the root.
 func (c *confinement) imagesPath(hostPath string) (string, error) {
-	rel, err := filepath.Rel(c.cfg.ImagesDir, filepath.Clean(hostPath))
+	rel, err := filepath.Rel(c.imagesDir, filepath.Clean(hostPath))
 	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return "", fmt.Errorf("%s is outside the worker's images directory %s", hostPath, c.cfg.ImagesDir)
+		return "", fmt.Errorf("%s is outside the worker's images directory %s", hostPath, c.imagesDir)
 	}
 	return filepath.Join(fmt.Sprintf("/proc/self/fd/%d", c.images.Fd()), rel), nil
 }

@@ -18,7 +18,7 @@ func TestSandboxImagesPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer images.Close()
-	c := &confinement{cfg: SandboxConfig{ImagesDir: dir}, images: images}
+	c := &confinement{imagesDir: dir, images: images}
 	through := fmt.Sprintf("/proc/self/fd/%d", images.Fd())
 	for _, tc := range []struct {
 		host, want string // want "" for refused
