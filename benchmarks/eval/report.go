@@ -412,12 +412,7 @@ func FloorTable(ds *Dataset) Table {
 					row = append(row, "-")
 					continue
 				}
-				gap := quantile(c.latency, 0.5)/p50 - 1
-				sign := ""
-				if gap >= 0 {
-					sign = "+"
-				}
-				row = append(row, sign+fmtPct(gap))
+				row = append(row, overFloor(quantile(c.latency, 0.5)/p50))
 			}
 			t.Rows = append(t.Rows, row)
 		}
@@ -896,6 +891,9 @@ func WriteReport(ctx context.Context, outDir string, resultsDirs []string, ro Re
 		return err
 	}
 	if err := section("target", TargetTable(ds)); err != nil {
+		return err
+	}
+	if err := section("headroom", HeadroomTable(ds)); err != nil {
 		return err
 	}
 	if len(g.seeds) > 1 {

@@ -1,0 +1,228 @@
+package eval
+
+import (
+	"math"
+	"sort"
+	"strconv"
+)
+
+// minFirstSamples is how many first requests a snapshot point needs before
+// its median counts as the best first request: fewer would let one lucky
+// restore set the bound.
+const minFirstSamples = 5
+
+// firstRequest is the fastest way a new worker was seen to answer its first
+// request in a benchmark's runs: a restore from one snapshot point, or a
+// cold start.
+type firstRequest struct {
+	at      int // lineage requests the snapshot had served; -1 for a cold start
+	samples []float64
+}
+
+// bestFirstRequests picks, per benchmark, the snapshot point (or cold start)
+// whose workers answered their first request fastest (lowest median among
+// the points with enough samples, over every strategy and rate).
+func bestFirstRequests(ds *Dataset) map[string]firstRequest {
+	byPoint := map[string]map[int][]float64{}
+	for _, r := range ds.Runs {
+		if r.Kind != KindRun {
+			continue
+		}
+		for _, s := range r.Samples {
+			if s.Served != 1 || s.Start == "" {
+				continue
+			}
+			at := -1
+			if s.Start == StartRestore {
+				at = s.Lineage - 1
+			}
+			if byPoint[r.Benchmark] == nil {
+				byPoint[r.Benchmark] = map[int][]float64{}
+			}
+			byPoint[r.Benchmark][at] = append(byPoint[r.Benchmark][at], float64(s.ClientUS)/1000)
+		}
+	}
+	out := map[string]firstRequest{}
+	for b, points := range byPoint {
+		best, bestMedian := firstRequest{}, math.Inf(1)
+		for _, at := range sortedKeys(points) {
+			xs := points[at]
+			if len(xs) < minFirstSamples {
+				continue
+			}
+			if m := quantile(xs, 0.5); m < bestMedian {
+				best, bestMedian = firstRequest{at: at, samples: xs}, m
+			}
+		}
+		if best.samples != nil {
+			out[b] = best
+		}
+	}
+	return out
+}
+
+// weighted is a sample standing for a share of a latency distribution.
+type weighted struct{ v, w float64 }
+
+// component is a share of a request stream drawn from measured latencies.
+type component struct {
+	xs    []float64
+	share float64
+}
+
+// mixture is the distribution of a stream whose requests come from the
+// components in their shares, sorted by latency.
+func mixture(cs ...component) []weighted {
+	var out []weighted
+	for _, c := range cs {
+		for _, x := range c.xs {
+			if c.share > 0 {
+				out = append(out, weighted{x, c.share / float64(len(c.xs))})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].v < out[j].v })
+	return out
+}
+
+func weightedQuantile(ws []weighted, q float64) float64 {
+	if len(ws) == 0 {
+		return math.NaN()
+	}
+	var total, cum float64
+	for _, w := range ws {
+		total += w.w
+	}
+	for _, w := range ws {
+		cum += w.w
+		if cum >= q*total*(1-1e-12) {
+			return w.v
+		}
+	}
+	return ws[len(ws)-1].v
+}
+
+func weightedMean(ws []weighted) float64 {
+	var sum, total float64
+	for _, w := range ws {
+		sum += w.v * w.w
+		total += w.w
+	}
+	if total == 0 {
+		return math.NaN()
+	}
+	return sum / total
+}
+
+// coldWorker is, per benchmark, the client latencies of the never-evicted
+// worker's requests by position (index 0: its first, cold request), over
+// seeds: how the first worker of every run starts, since a run deploys a
+// new function with an empty pool.
+func coldWorker(ds *Dataset) map[string][][]float64 {
+	out := map[string][][]float64{}
+	for _, r := range ds.Runs {
+		if r.Kind != KindWarmup {
+			continue
+		}
+		for _, s := range r.Samples {
+			pos := out[r.Benchmark]
+			for len(pos) <= s.Index {
+				pos = append(pos, nil)
+			}
+			pos[s.Index] = append(pos[s.Index], float64(s.ClientUS)/1000)
+			out[r.Benchmark] = pos
+		}
+	}
+	return out
+}
+
+// bound is the latency distribution of a run of n requests at rate e
+// under the best conceivable policy: the first worker as the never-evicted
+// one began, every later worker's first request from first, the rest at
+// the floor.
+func bound(n, e int, coldPos [][]float64, first, floor []float64) []weighted {
+	var cs []component
+	head := min(e, n, len(coldPos))
+	for _, xs := range coldPos[:head] {
+		cs = append(cs, component{xs, 1})
+	}
+	later := n - head
+	workers := (later + e - 1) / e
+	cs = append(cs, component{first, float64(workers)}, component{floor, float64(later - workers)})
+	return mixture(cs...)
+}
+
+// HeadroomTable bounds what any snapshot policy could reach under the
+// protocol, from the measured curves. A policy decides when to checkpoint
+// and what a new worker restores; it cannot keep a worker past E requests.
+// The best it could do is to start every worker the fastest way seen (the
+// snapshot point whose restores answered their first request fastest), pay
+// nothing for checkpoints, and have every later request at the warm floor.
+// The table compares that bound, and ours, with request-centric: when the
+// bound's reduction is below the target, no policy reaches it here.
+func HeadroomTable(ds *Dataset) Table {
+	g, cs, fl, first, coldPos := gridOf(ds), cells(ds), floors(ds), bestFirstRequests(ds), coldWorker(ds)
+	t := Table{
+		Title: "What any policy could reach",
+		Note: "A bound from the measured curves: a run's first worker starts cold (a run deploys a new function) and serves " +
+			"its E requests as the never-evicted worker's first E did; every later worker starts the fastest way seen in the " +
+			"benchmark's runs (first request: the snapshot point, by lineage request number, whose restores answered first fastest, " +
+			"median; \"cold\" when a cold start was faster); checkpoints cost nothing; every other request is at the warm floor. " +
+			"Bound and ours against request-centric: reduction of the mean and p90 (positive: lower); p50 over floor as in the table above. " +
+			"The all-benchmarks rows are geometric means; where the bound is below the target (20% for mean and p90, 3% for p50), " +
+			"no policy can meet it on this system.",
+		Header: []string{"benchmark", "E", "first request ms (at)", "bound p50 over floor", "bound mean vs rc", "bound p90 vs rc",
+			"ours p50 over floor", "ours mean vs rc", "ours p90 vs rc"},
+	}
+	type ratios struct{ boundP50, boundMean, boundP90, oursP50, oursMean, oursP90 []float64 }
+	for _, e := range g.rates {
+		var all ratios
+		for _, b := range g.benchmarks {
+			f, fr := fl[b], first[b]
+			rc, ours := cs[cellKey{b, StrategyRequestCentric, e}], cs[cellKey{b, StrategyBandit, e}]
+			if len(f) == 0 || fr.samples == nil || !rc.ok() {
+				continue
+			}
+			n := int(rc.perRun(func(r RunResult) float64 { return float64(r.Requests) }))
+			best := bound(n, e, coldPos[b], fr.samples, f)
+			floorP50 := quantile(f, 0.5)
+			rcMean, rcP90 := mean(rc.latency), quantile(rc.latency, 0.9)
+			bP50, bMean, bP90 := weightedQuantile(best, 0.5), weightedMean(best), weightedQuantile(best, 0.9)
+			all.boundP50 = append(all.boundP50, bP50/floorP50)
+			all.boundMean = append(all.boundMean, bMean/rcMean)
+			all.boundP90 = append(all.boundP90, bP90/rcP90)
+			at := "cold"
+			if fr.at >= 0 {
+				at = strconv.Itoa(fr.at)
+			}
+			row := []string{b, strconv.Itoa(e), fmtMS(quantile(fr.samples, 0.5)) + " (" + at + ")",
+				overFloor(bP50 / floorP50), reduction(bMean, rcMean), reduction(bP90, rcP90), "", "", ""}
+			if ours.ok() {
+				oP50, oMean, oP90 := quantile(ours.latency, 0.5), mean(ours.latency), quantile(ours.latency, 0.9)
+				all.oursP50 = append(all.oursP50, oP50/floorP50)
+				all.oursMean = append(all.oursMean, oMean/rcMean)
+				all.oursP90 = append(all.oursP90, oP90/rcP90)
+				row[6], row[7], row[8] = overFloor(oP50/floorP50), reduction(oMean, rcMean), reduction(oP90, rcP90)
+			}
+			t.Rows = append(t.Rows, row)
+		}
+		if len(all.boundMean) == 0 {
+			continue
+		}
+		row := []string{"all (" + strconv.Itoa(len(all.boundMean)) + ")", strconv.Itoa(e), "",
+			overFloor(geomean(all.boundP50)), reduction(geomean(all.boundMean), 1), reduction(geomean(all.boundP90), 1), "", "", ""}
+		if len(all.oursMean) > 0 {
+			row[6], row[7], row[8] = overFloor(geomean(all.oursP50)), reduction(geomean(all.oursMean), 1), reduction(geomean(all.oursP90), 1)
+		}
+		t.Rows = append(t.Rows, row)
+	}
+	return t
+}
+
+// overFloor formats a ratio to the floor as a signed percentage above it.
+func overFloor(ratio float64) string {
+	if ratio >= 1 {
+		return "+" + fmtPct(ratio-1)
+	}
+	return fmtPct(ratio - 1)
+}
