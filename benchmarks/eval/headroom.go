@@ -152,6 +152,55 @@ func bound(n, e int, coldPos [][]float64, first, floor []float64) []weighted {
 	return mixture(cs...)
 }
 
+// minSpreadWorkers is how many workers restored from one snapshot in one
+// run it takes to measure how much such workers differ.
+const minSpreadWorkers = 3
+
+// workerSpread is, per benchmark, how much workers that start alike differ:
+// for each group of at least minSpreadWorkers workers restored from the
+// same snapshot in the same run, each worker's median latency after its
+// first request relative to the group's median of those; returned as the
+// 10th and 90th percentile of the ratio. Strategies whose results differ by
+// less than this spread differ by what the machine does, not by policy.
+func workerSpread(ds *Dataset) map[string][2]float64 {
+	ratios := map[string][]float64{}
+	for _, r := range ds.Runs {
+		if r.Kind != KindRun {
+			continue
+		}
+		lat := map[int][]float64{}
+		snapshotOf := map[int]int{}
+		for _, s := range r.Samples {
+			switch {
+			case s.Served == 1 && s.Start == StartRestore:
+				snapshotOf[s.Worker] = s.Lineage - 1
+			case s.Served > 1:
+				lat[s.Worker] = append(lat[s.Worker], float64(s.ClientUS)/1000)
+			}
+		}
+		groups := map[int][]float64{}
+		for w, at := range snapshotOf {
+			if len(lat[w]) >= 2 {
+				groups[at] = append(groups[at], quantile(lat[w], 0.5))
+			}
+		}
+		for _, medians := range groups {
+			if len(medians) < minSpreadWorkers {
+				continue
+			}
+			m := quantile(medians, 0.5)
+			for _, x := range medians {
+				ratios[r.Benchmark] = append(ratios[r.Benchmark], x/m)
+			}
+		}
+	}
+	out := map[string][2]float64{}
+	for b, xs := range ratios {
+		out[b] = [2]float64{quantile(xs, 0.1), quantile(xs, 0.9)}
+	}
+	return out
+}
+
 // HeadroomTable bounds what any snapshot policy could reach under the
 // protocol, from the measured curves. A policy decides when to checkpoint
 // and what a new worker restores; it cannot keep a worker past E requests.
@@ -161,7 +210,7 @@ func bound(n, e int, coldPos [][]float64, first, floor []float64) []weighted {
 // The table compares that bound, and ours, with request-centric: when the
 // bound's reduction is below the target, no policy reaches it here.
 func HeadroomTable(ds *Dataset) Table {
-	g, cs, fl, first, coldPos := gridOf(ds), cells(ds), floors(ds), bestFirstRequests(ds), coldWorker(ds)
+	g, cs, fl, first, coldPos, spread := gridOf(ds), cells(ds), floors(ds), bestFirstRequests(ds), coldWorker(ds), workerSpread(ds)
 	t := Table{
 		Title: "What any policy could reach",
 		Note: "A bound from the measured curves: a run's first worker starts cold (a run deploys a new function) and serves " +
@@ -170,9 +219,11 @@ func HeadroomTable(ds *Dataset) Table {
 			"median; \"cold\" when a cold start was faster); checkpoints cost nothing; every other request is at the warm floor. " +
 			"Bound and ours against request-centric: reduction of the mean and p90 (positive: lower); p50 over floor as in the table above. " +
 			"The all-benchmarks rows are geometric means; where the bound is below the target (20% for mean and p90, 3% for p50), " +
-			"no policy can meet it on this system.",
+			"no policy can meet it on this system. Worker spread: how much workers restored from the same snapshot in the same run " +
+			"differ (10th to 90th percentile of each one's median latency after its first request, against their common median): " +
+			"differences between strategies smaller than this are the machine's, not the policy's.",
 		Header: []string{"benchmark", "E", "first request ms (at)", "bound p50 over floor", "bound mean vs rc", "bound p90 vs rc",
-			"ours p50 over floor", "ours mean vs rc", "ours p90 vs rc"},
+			"ours p50 over floor", "ours mean vs rc", "ours p90 vs rc", "worker spread"},
 	}
 	type ratios struct{ boundP50, boundMean, boundP90, oursP50, oursMean, oursP90 []float64 }
 	for _, e := range g.rates {
@@ -196,13 +247,16 @@ func HeadroomTable(ds *Dataset) Table {
 				at = strconv.Itoa(fr.at)
 			}
 			row := []string{b, strconv.Itoa(e), fmtMS(quantile(fr.samples, 0.5)) + " (" + at + ")",
-				overFloor(bP50 / floorP50), reduction(bMean, rcMean), reduction(bP90, rcP90), "", "", ""}
+				signedPct(bP50 / floorP50), reduction(bMean, rcMean), reduction(bP90, rcP90), "", "", "", ""}
+			if sp, ok := spread[b]; ok {
+				row[9] = signedPct(sp[0]) + " to " + signedPct(sp[1])
+			}
 			if ours.ok() {
 				oP50, oMean, oP90 := quantile(ours.latency, 0.5), mean(ours.latency), quantile(ours.latency, 0.9)
 				all.oursP50 = append(all.oursP50, oP50/floorP50)
 				all.oursMean = append(all.oursMean, oMean/rcMean)
 				all.oursP90 = append(all.oursP90, oP90/rcP90)
-				row[6], row[7], row[8] = overFloor(oP50/floorP50), reduction(oMean, rcMean), reduction(oP90, rcP90)
+				row[6], row[7], row[8] = signedPct(oP50/floorP50), reduction(oMean, rcMean), reduction(oP90, rcP90)
 			}
 			t.Rows = append(t.Rows, row)
 		}
@@ -210,17 +264,17 @@ func HeadroomTable(ds *Dataset) Table {
 			continue
 		}
 		row := []string{"all (" + strconv.Itoa(len(all.boundMean)) + ")", strconv.Itoa(e), "",
-			overFloor(geomean(all.boundP50)), reduction(geomean(all.boundMean), 1), reduction(geomean(all.boundP90), 1), "", "", ""}
+			signedPct(geomean(all.boundP50)), reduction(geomean(all.boundMean), 1), reduction(geomean(all.boundP90), 1), "", "", "", ""}
 		if len(all.oursMean) > 0 {
-			row[6], row[7], row[8] = overFloor(geomean(all.oursP50)), reduction(geomean(all.oursMean), 1), reduction(geomean(all.oursP90), 1)
+			row[6], row[7], row[8] = signedPct(geomean(all.oursP50)), reduction(geomean(all.oursMean), 1), reduction(geomean(all.oursP90), 1)
 		}
 		t.Rows = append(t.Rows, row)
 	}
 	return t
 }
 
-// overFloor formats a ratio to the floor as a signed percentage above it.
-func overFloor(ratio float64) string {
+// signedPct formats a ratio as a signed percentage above (or below) 1.
+func signedPct(ratio float64) string {
 	if ratio >= 1 {
 		return "+" + fmtPct(ratio-1)
 	}

@@ -97,3 +97,24 @@ func TestBoundStartsWithAColdWorker(t *testing.T) {
 		t.Errorf("p50 %v, want 20", q)
 	}
 }
+
+func TestWorkerSpread(t *testing.T) {
+	r := RunResult{Chunk: Chunk{Kind: KindRun, Benchmark: "bfs", Strategy: StrategyBandit, Rate: 3}}
+	add := func(worker, at int, lat ...float64) {
+		for i, l := range lat {
+			s := Sample{Worker: worker, Served: i + 1, Lineage: at + i + 1, ClientUS: int64(l * 1000)}
+			if i == 0 {
+				s.Start = StartRestore
+			}
+			r.Samples = append(r.Samples, s)
+		}
+	}
+	add(0, 5, 50, 9, 9)
+	add(1, 5, 50, 10, 10)
+	add(2, 5, 50, 12, 12)
+	add(3, 8, 50, 1, 1) // alone with its snapshot: no group to compare with
+	got := workerSpread(&Dataset{Runs: []RunResult{r}})["bfs"]
+	if lo, hi := signedPct(got[0]), signedPct(got[1]); lo != "-8.0%" || hi != "+16.0%" {
+		t.Errorf("spread %s to %s, want -8.0%% to +16.0%%", lo, hi)
+	}
+}

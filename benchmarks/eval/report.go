@@ -412,7 +412,7 @@ func FloorTable(ds *Dataset) Table {
 					row = append(row, "-")
 					continue
 				}
-				row = append(row, overFloor(quantile(c.latency, 0.5)/p50))
+				row = append(row, signedPct(quantile(c.latency, 0.5)/p50))
 			}
 			t.Rows = append(t.Rows, row)
 		}
