@@ -1,9 +1,11 @@
 package eval
 
 import (
+	"fmt"
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // minFirstSamples is how many first requests a snapshot point needs before
@@ -201,6 +203,72 @@ func workerSpread(ds *Dataset) map[string][2]float64 {
 	return out
 }
 
+// headroomRow is one benchmark at one rate (or, with bench "", the
+// geometric means over the benchmarks at that rate): the bound's and ours'
+// latency ratios to the floor's p50 (p50) and to request-centric (mean,
+// p90), NaN where not measured.
+type headroomRow struct {
+	bench                         string
+	n                             int // benchmarks in a geometric-mean row
+	rate                          int
+	first                         firstRequest
+	boundP50, boundMean, boundP90 float64
+	oursP50, oursMean, oursP90    float64
+}
+
+// headroom computes the bound of HeadroomTable per benchmark and rate, each
+// rate's rows followed by its geometric-mean row.
+func headroom(ds *Dataset) []headroomRow {
+	g, cs, fl, first, coldPos := gridOf(ds), cells(ds), floors(ds), bestFirstRequests(ds), coldWorker(ds)
+	var out []headroomRow
+	for _, e := range g.rates {
+		var rows []headroomRow
+		for _, b := range g.benchmarks {
+			f, fr := fl[b], first[b]
+			rc, ours := cs[cellKey{b, StrategyRequestCentric, e}], cs[cellKey{b, StrategyBandit, e}]
+			if len(f) == 0 || fr.samples == nil || !rc.ok() {
+				continue
+			}
+			n := int(rc.perRun(func(r RunResult) float64 { return float64(r.Requests) }))
+			best := bound(n, e, coldPos[b], fr.samples, f)
+			floorP50, rcMean, rcP90 := quantile(f, 0.5), mean(rc.latency), quantile(rc.latency, 0.9)
+			row := headroomRow{bench: b, rate: e, first: fr,
+				boundP50: weightedQuantile(best, 0.5) / floorP50, boundMean: weightedMean(best) / rcMean,
+				boundP90: weightedQuantile(best, 0.9) / rcP90, oursP50: math.NaN(), oursMean: math.NaN(), oursP90: math.NaN()}
+			if ours.ok() {
+				row.oursP50, row.oursMean, row.oursP90 = quantile(ours.latency, 0.5)/floorP50, mean(ours.latency)/rcMean, quantile(ours.latency, 0.9)/rcP90
+			}
+			rows = append(rows, row)
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		gm := func(f func(headroomRow) float64) float64 {
+			var xs []float64
+			for _, r := range rows {
+				if v := f(r); !math.IsNaN(v) {
+					xs = append(xs, v)
+				}
+			}
+			if len(xs) < len(rows) {
+				return math.NaN() // ours missing somewhere: no like-for-like mean
+			}
+			return geomean(xs)
+		}
+		out = append(append(out, rows...), headroomRow{n: len(rows), rate: e,
+			boundP50: gm(func(r headroomRow) float64 { return r.boundP50 }), boundMean: gm(func(r headroomRow) float64 { return r.boundMean }),
+			boundP90: gm(func(r headroomRow) float64 { return r.boundP90 }), oursP50: gm(func(r headroomRow) float64 { return r.oursP50 }),
+			oursMean: gm(func(r headroomRow) float64 { return r.oursMean }), oursP90: gm(func(r headroomRow) float64 { return r.oursP90 })})
+	}
+	return out
+}
+
+// The targets of the policy against request-centric at E=4 and E=20.
+const (
+	targetCut       = 0.20 // mean and p90 at least this much below request-centric
+	targetOverFloor = 0.03 // p50 at most this much above the floor
+)
+
 // HeadroomTable bounds what any snapshot policy could reach under the
 // protocol, from the measured curves. A policy decides when to checkpoint
 // and what a new worker restores; it cannot keep a worker past E requests.
@@ -210,7 +278,7 @@ func workerSpread(ds *Dataset) map[string][2]float64 {
 // The table compares that bound, and ours, with request-centric: when the
 // bound's reduction is below the target, no policy reaches it here.
 func HeadroomTable(ds *Dataset) Table {
-	g, cs, fl, first, coldPos, spread := gridOf(ds), cells(ds), floors(ds), bestFirstRequests(ds), coldWorker(ds), workerSpread(ds)
+	spread := workerSpread(ds)
 	t := Table{
 		Title: "What any policy could reach",
 		Note: "A bound from the measured curves: a run's first worker starts cold (a run deploys a new function) and serves " +
@@ -225,52 +293,61 @@ func HeadroomTable(ds *Dataset) Table {
 		Header: []string{"benchmark", "E", "first request ms (at)", "bound p50 over floor", "bound mean vs rc", "bound p90 vs rc",
 			"ours p50 over floor", "ours mean vs rc", "ours p90 vs rc", "worker spread"},
 	}
-	type ratios struct{ boundP50, boundMean, boundP90, oursP50, oursMean, oursP90 []float64 }
-	for _, e := range g.rates {
-		var all ratios
-		for _, b := range g.benchmarks {
-			f, fr := fl[b], first[b]
-			rc, ours := cs[cellKey{b, StrategyRequestCentric, e}], cs[cellKey{b, StrategyBandit, e}]
-			if len(f) == 0 || fr.samples == nil || !rc.ok() {
-				continue
-			}
-			n := int(rc.perRun(func(r RunResult) float64 { return float64(r.Requests) }))
-			best := bound(n, e, coldPos[b], fr.samples, f)
-			floorP50 := quantile(f, 0.5)
-			rcMean, rcP90 := mean(rc.latency), quantile(rc.latency, 0.9)
-			bP50, bMean, bP90 := weightedQuantile(best, 0.5), weightedMean(best), weightedQuantile(best, 0.9)
-			all.boundP50 = append(all.boundP50, bP50/floorP50)
-			all.boundMean = append(all.boundMean, bMean/rcMean)
-			all.boundP90 = append(all.boundP90, bP90/rcP90)
+	for _, r := range headroom(ds) {
+		name, first, sp := "all ("+strconv.Itoa(r.n)+")", "", ""
+		if r.bench != "" {
 			at := "cold"
-			if fr.at >= 0 {
-				at = strconv.Itoa(fr.at)
+			if r.first.at >= 0 {
+				at = strconv.Itoa(r.first.at)
 			}
-			row := []string{b, strconv.Itoa(e), fmtMS(quantile(fr.samples, 0.5)) + " (" + at + ")",
-				signedPct(bP50 / floorP50), reduction(bMean, rcMean), reduction(bP90, rcP90), "", "", "", ""}
-			if sp, ok := spread[b]; ok {
-				row[9] = signedPct(sp[0]) + " to " + signedPct(sp[1])
+			name, first = r.bench, fmtMS(quantile(r.first.samples, 0.5))+" ("+at+")"
+			if s, ok := spread[r.bench]; ok {
+				sp = signedPct(s[0]) + " to " + signedPct(s[1])
 			}
-			if ours.ok() {
-				oP50, oMean, oP90 := quantile(ours.latency, 0.5), mean(ours.latency), quantile(ours.latency, 0.9)
-				all.oursP50 = append(all.oursP50, oP50/floorP50)
-				all.oursMean = append(all.oursMean, oMean/rcMean)
-				all.oursP90 = append(all.oursP90, oP90/rcP90)
-				row[6], row[7], row[8] = signedPct(oP50/floorP50), reduction(oMean, rcMean), reduction(oP90, rcP90)
-			}
-			t.Rows = append(t.Rows, row)
 		}
-		if len(all.boundMean) == 0 {
-			continue
-		}
-		row := []string{"all (" + strconv.Itoa(len(all.boundMean)) + ")", strconv.Itoa(e), "",
-			signedPct(geomean(all.boundP50)), reduction(geomean(all.boundMean), 1), reduction(geomean(all.boundP90), 1), "", "", "", ""}
-		if len(all.oursMean) > 0 {
-			row[6], row[7], row[8] = signedPct(geomean(all.oursP50)), reduction(geomean(all.oursMean), 1), reduction(geomean(all.oursP90), 1)
-		}
-		t.Rows = append(t.Rows, row)
+		t.Rows = append(t.Rows, []string{name, strconv.Itoa(r.rate), first,
+			signedPct(r.boundP50), reduction(r.boundMean, 1), reduction(r.boundP90, 1),
+			signedPct(r.oursP50), reduction(r.oursMean, 1), reduction(r.oursP90, 1), sp})
 	}
 	return t
+}
+
+// HeadroomVerdict says, per rate the targets apply to, whether the bound
+// leaves room for them and how far ours got, from the geometric-mean rows.
+func HeadroomVerdict(ds *Dataset) string {
+	var b strings.Builder
+	for _, r := range headroom(ds) {
+		if r.bench != "" || (r.rate != 4 && r.rate != 20) {
+			continue
+		}
+		cutMean, cutP90 := 1-r.boundMean, 1-r.boundP90
+		plural := "s"
+		if r.n == 1 {
+			plural = ""
+		}
+		fmt.Fprintf(&b, "- E=%d (%d benchmark%s): any policy could cut the mean by at most %s and the p90 by %s against request-centric, ",
+			r.rate, r.n, plural, fmtPct(cutMean), fmtPct(cutP90))
+		switch {
+		case cutMean < targetCut && cutP90 < targetCut:
+			fmt.Fprintf(&b, "so the %s target is out of reach for both here", fmtPct(targetCut))
+		case cutMean < targetCut:
+			fmt.Fprintf(&b, "so the %s target is out of reach for the mean here", fmtPct(targetCut))
+		case cutP90 < targetCut:
+			fmt.Fprintf(&b, "so the %s target is out of reach for the p90 here", fmtPct(targetCut))
+		default:
+			fmt.Fprintf(&b, "room for the %s target", fmtPct(targetCut))
+		}
+		fmt.Fprintf(&b, "; its median would be %s against the floor's (target: within +%s). ", signedPct(r.boundP50), fmtPct(targetOverFloor))
+		if !math.IsNaN(r.oursMean) {
+			fmt.Fprintf(&b, "Ours: mean %s and p90 %s below request-centric, median %s against the floor's.",
+				fmtPct(1-r.oursMean), fmtPct(1-r.oursP90), signedPct(r.oursP50))
+		}
+		b.WriteString("\n")
+	}
+	if b.Len() > 0 {
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 // signedPct formats a ratio as a signed percentage above (or below) 1.

@@ -1,12 +1,15 @@
 package eval
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // workers builds a run of workers serving two requests each: the first
 // started as start (restored from a snapshot that had served at requests,
 // or cold) with latency first, the second at later (ms).
-func workers(strategy string, runs ...workerSpec) RunResult {
-	r := RunResult{Chunk: Chunk{Kind: KindRun, Benchmark: "bfs", Strategy: strategy, Rate: 2, Seed: 1}}
+func workers(strategy string, rate int, runs ...workerSpec) RunResult {
+	r := RunResult{Chunk: Chunk{Kind: KindRun, Benchmark: "bfs", Strategy: strategy, Rate: rate, Seed: 1}}
 	for _, w := range runs {
 		for i := 0; i < w.n; i++ {
 			worker := len(r.Samples) / 2
@@ -30,17 +33,23 @@ type workerSpec struct {
 	first, later float64
 }
 
-func TestHeadroomTable(t *testing.T) {
-	ds := &Dataset{Runs: []RunResult{
+// headroomData: a floor of 10 ms; request-centric's 100 requests have a
+// mean of 21 and a p90 of 30; ours (four fast restores, too few to set the
+// bound) a mean of 5.5.
+func headroomData(rate int) *Dataset {
+	return &Dataset{Runs: []RunResult{
 		run(KindWarmup, "bfs", StrategyCold, 0, 1, 50, 10, 10, 10, 10, 10), // floor 10
-		workers(StrategyCold, workerSpec{5, StartCold, 0, 100, 10}),
-		workers(StrategyRequestCentric, // 100 requests, mean 21, p90 30
+		workers(StrategyCold, rate, workerSpec{5, StartCold, 0, 100, 10}),
+		workers(StrategyRequestCentric, rate,
 			workerSpec{5, StartRestore, 1, 50, 10},
 			workerSpec{45, StartRestore, 3, 30, 10}),
 		// Four restores are too few to set the bound, however fast.
-		workers(StrategyBandit, workerSpec{4, StartRestore, 7, 1, 10}),
+		workers(StrategyBandit, rate, workerSpec{4, StartRestore, 7, 1, 10}),
 	}}
-	tb := HeadroomTable(ds)
+}
+
+func TestHeadroomTable(t *testing.T) {
+	tb := HeadroomTable(headroomData(2))
 	row := findRow(t, tb, "bfs", "2")
 	want := map[string]string{
 		"first request ms (at)": "30.0 (3)", // not the cold start, not the four fast restores
@@ -116,5 +125,17 @@ func TestWorkerSpread(t *testing.T) {
 	got := workerSpread(&Dataset{Runs: []RunResult{r}})["bfs"]
 	if lo, hi := signedPct(got[0]), signedPct(got[1]); lo != "-8.0%" || hi != "+16.0%" {
 		t.Errorf("spread %s to %s, want -8.0%% to +16.0%%", lo, hi)
+	}
+}
+
+func TestHeadroomVerdict(t *testing.T) {
+	if v := HeadroomVerdict(headroomData(2)); v != "" {
+		t.Errorf("a verdict at E=2, where no target applies: %q", v)
+	}
+	v := HeadroomVerdict(headroomData(4))
+	for _, want := range []string{"E=4 (1 benchmark)", "at most 27.6%", "out of reach for the p90 here", "Ours: mean 73.8%"} {
+		if !strings.Contains(v, want) {
+			t.Errorf("verdict %q lacks %q", v, want)
+		}
 	}
 }

@@ -896,6 +896,7 @@ func WriteReport(ctx context.Context, outDir string, resultsDirs []string, ro Re
 	if err := section("headroom", HeadroomTable(ds)); err != nil {
 		return err
 	}
+	b.WriteString(HeadroomVerdict(ds))
 	if len(g.seeds) > 1 {
 		if err := section("seeds", SeedsTable(ds)); err != nil {
 			return err
