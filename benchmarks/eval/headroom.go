@@ -287,7 +287,8 @@ func HeadroomTable(ds *Dataset) Table {
 			"median; \"cold\" when a cold start was faster); checkpoints cost nothing; every other request is at the warm floor. " +
 			"Bound and ours against request-centric: reduction of the mean and p90 (positive: lower); p50 over floor as in the table above. " +
 			"The all-benchmarks rows are geometric means; where the bound is below the target (20% for mean and p90, 3% for p50), " +
-			"no policy can meet it on this system. Worker spread: how much workers restored from the same snapshot in the same run " +
+			"no policy can meet it on this system. The bound is built from samples of other runs, so it carries their noise: " +
+			"a strategy can beat it where its own run was quieter, most visibly in the tail at E=1. Worker spread: how much workers restored from the same snapshot in the same run " +
 			"differ (10th to 90th percentile of each one's median latency after its first request, against their common median): " +
 			"differences between strategies smaller than this are the machine's, not the policy's.",
 		Header: []string{"benchmark", "E", "first request ms (at)", "bound p50 over floor", "bound mean vs rc", "bound p90 vs rc",
