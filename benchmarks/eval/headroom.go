@@ -22,8 +22,9 @@ type firstRequest struct {
 }
 
 // bestFirstRequests picks, per benchmark, the snapshot point (or cold start)
-// whose workers answered their first request fastest (lowest median among
-// the points with enough samples, over every strategy and rate).
+// whose workers answered their first request fastest (lowest mean among
+// the points with enough samples, over every strategy and rate: the bound
+// is about means, and a point with a fast median can hide slow restores).
 func bestFirstRequests(ds *Dataset) map[string]firstRequest {
 	byPoint := map[string]map[int][]float64{}
 	for _, r := range ds.Runs {
@@ -46,18 +47,52 @@ func bestFirstRequests(ds *Dataset) map[string]firstRequest {
 	}
 	out := map[string]firstRequest{}
 	for b, points := range byPoint {
-		best, bestMedian := firstRequest{}, math.Inf(1)
+		best, bestMean := firstRequest{}, math.Inf(1)
 		for _, at := range sortedKeys(points) {
 			xs := points[at]
 			if len(xs) < minFirstSamples {
 				continue
 			}
-			if m := quantile(xs, 0.5); m < bestMedian {
-				best, bestMedian = firstRequest{at: at, samples: xs}, m
+			if m := mean(xs); m < bestMean {
+				best, bestMean = firstRequest{at: at, samples: xs}, m
 			}
 		}
 		if best.samples != nil {
 			out[b] = best
+		}
+	}
+	return out
+}
+
+// minSteadySamples is how many later requests a run needs before its
+// steady state can stand in for the floor.
+const minSteadySamples = 50
+
+// bestSteady is, per benchmark, the fastest steady state seen: the warm
+// floor, or the later requests (each worker's second on) of any run whose
+// median is lower. The machine's speed drifts between runs, and a bound
+// that took the floor alone would be beaten by a run made in a faster
+// minute.
+func bestSteady(ds *Dataset, floors map[string][]float64) map[string][]float64 {
+	out := map[string][]float64{}
+	for b, f := range floors {
+		out[b] = f
+	}
+	for _, r := range ds.Runs {
+		if r.Kind != KindRun {
+			continue
+		}
+		var later []float64
+		for _, s := range r.Samples {
+			if s.Served > 1 {
+				later = append(later, float64(s.ClientUS)/1000)
+			}
+		}
+		if len(later) < minSteadySamples {
+			continue
+		}
+		if cur, ok := out[r.Benchmark]; !ok || quantile(later, 0.5) < quantile(cur, 0.5) {
+			out[r.Benchmark] = later
 		}
 	}
 	return out
@@ -140,9 +175,9 @@ func coldWorker(ds *Dataset) map[string][][]float64 {
 
 // bound is the latency distribution of a run of n requests at rate e
 // under the best conceivable policy: the first worker as the never-evicted
-// one began, every later worker's first request from first, the rest at
-// the floor.
-func bound(n, e int, coldPos [][]float64, first, floor []float64) []weighted {
+// one began, every later worker's first request from first, the rest from
+// steady.
+func bound(n, e int, coldPos [][]float64, first, steady []float64) []weighted {
 	var cs []component
 	head := min(e, n, len(coldPos))
 	for _, xs := range coldPos[:head] {
@@ -150,7 +185,7 @@ func bound(n, e int, coldPos [][]float64, first, floor []float64) []weighted {
 	}
 	later := n - head
 	workers := (later + e - 1) / e
-	cs = append(cs, component{first, float64(workers)}, component{floor, float64(later - workers)})
+	cs = append(cs, component{first, float64(workers)}, component{steady, float64(later - workers)})
 	return mixture(cs...)
 }
 
@@ -220,6 +255,7 @@ type headroomRow struct {
 // rate's rows followed by its geometric-mean row.
 func headroom(ds *Dataset) []headroomRow {
 	g, cs, fl, first, coldPos := gridOf(ds), cells(ds), floors(ds), bestFirstRequests(ds), coldWorker(ds)
+	steady := bestSteady(ds, fl)
 	var out []headroomRow
 	for _, e := range g.rates {
 		var rows []headroomRow
@@ -230,7 +266,7 @@ func headroom(ds *Dataset) []headroomRow {
 				continue
 			}
 			n := int(rc.perRun(func(r RunResult) float64 { return float64(r.Requests) }))
-			best := bound(n, e, coldPos[b], fr.samples, f)
+			best := bound(n, e, coldPos[b], fr.samples, steady[b])
 			floorP50, rcMean, rcP90 := quantile(f, 0.5), mean(rc.latency), quantile(rc.latency, 0.9)
 			row := headroomRow{bench: b, rate: e, first: fr,
 				boundP50: weightedQuantile(best, 0.5) / floorP50, boundMean: weightedMean(best) / rcMean,
@@ -274,7 +310,8 @@ const (
 // and what a new worker restores; it cannot keep a worker past E requests.
 // The best it could do is to start every worker the fastest way seen (the
 // snapshot point whose restores answered their first request fastest), pay
-// nothing for checkpoints, and have every later request at the warm floor.
+// nothing for checkpoints, and have every later request as fast as the
+// fastest steady state seen.
 // The table compares that bound, and ours, with request-centric: when the
 // bound's reduction is below the target, no policy reaches it here.
 func HeadroomTable(ds *Dataset) Table {
@@ -284,7 +321,8 @@ func HeadroomTable(ds *Dataset) Table {
 		Note: "A bound from the measured curves: a run's first worker starts cold (a run deploys a new function) and serves " +
 			"its E requests as the never-evicted worker's first E did; every later worker starts the fastest way seen in the " +
 			"benchmark's runs (first request: the snapshot point, by lineage request number, whose restores answered first fastest, " +
-			"median; \"cold\" when a cold start was faster); checkpoints cost nothing; every other request is at the warm floor. " +
+			"mean; \"cold\" when a cold start was faster); checkpoints cost nothing; every other request is as fast as the fastest steady state seen (the warm floor, or the " +
+			"later requests of any run of the benchmark whose median was lower: the machine's speed drifts between runs). " +
 			"Bound and ours against request-centric: reduction of the mean and p90 (positive: lower); p50 over floor as in the table above. " +
 			"The all-benchmarks rows are geometric means; where the bound is below the target (20% for mean and p90, 3% for p50), " +
 			"no policy can meet it on this system. The bound is built from samples of other runs, so it carries their noise: " +
@@ -301,7 +339,7 @@ func HeadroomTable(ds *Dataset) Table {
 			if r.first.at >= 0 {
 				at = strconv.Itoa(r.first.at)
 			}
-			name, first = r.bench, fmtMS(quantile(r.first.samples, 0.5))+" ("+at+")"
+			name, first = r.bench, fmtMS(mean(r.first.samples))+" ("+at+")"
 			if s, ok := spread[r.bench]; ok {
 				sp = signedPct(s[0]) + " to " + signedPct(s[1])
 			}

@@ -139,3 +139,16 @@ func TestHeadroomVerdict(t *testing.T) {
 		}
 	}
 }
+
+func TestBestSteadyTakesAFasterRun(t *testing.T) {
+	floor := map[string][]float64{"bfs": {10, 10, 10}}
+	faster := workers(StrategyRequestCentric, 4, workerSpec{60, StartRestore, 3, 30, 8})
+	few := workers(StrategyBandit, 4, workerSpec{10, StartRestore, 3, 30, 1}) // too few to count
+	got := bestSteady(&Dataset{Runs: []RunResult{few, faster}}, floor)["bfs"]
+	if len(got) != 60 || got[0] != 8 {
+		t.Errorf("steady state %v, want the 60 later requests at 8 ms", got)
+	}
+	if got := bestSteady(&Dataset{Runs: []RunResult{few}}, floor)["bfs"]; len(got) != 3 {
+		t.Errorf("steady state %v, want the floor", got)
+	}
+}
