@@ -9,7 +9,7 @@ import (
 )
 
 // minFirstSamples is how many first requests a snapshot point needs before
-// its median counts as the best first request: fewer would let one lucky
+// it can count as the fastest way to start: fewer would let one lucky
 // restore set the bound.
 const minFirstSamples = 5
 
@@ -112,16 +112,20 @@ type component struct {
 func mixture(cs ...component) []weighted {
 	var out []weighted
 	for _, c := range cs {
+		if c.share <= 0 {
+			continue
+		}
 		for _, x := range c.xs {
-			if c.share > 0 {
-				out = append(out, weighted{x, c.share / float64(len(c.xs))})
-			}
+			out = append(out, weighted{x, c.share / float64(len(c.xs))})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].v < out[j].v })
 	return out
 }
 
+// weightedQuantile is the smallest value of sorted ws whose cumulative
+// weight reaches q of the total (no interpolation: a mixture's quantile
+// falls on one of its samples).
 func weightedQuantile(ws []weighted, q float64) float64 {
 	if len(ws) == 0 {
 		return math.NaN()
@@ -162,6 +166,9 @@ func coldWorker(ds *Dataset) map[string][][]float64 {
 			continue
 		}
 		for _, s := range r.Samples {
+			if s.Index < 0 || s.Index >= r.Requests {
+				continue // not a position of this run
+			}
 			pos := out[r.Benchmark]
 			for len(pos) <= s.Index {
 				pos = append(pos, nil)
