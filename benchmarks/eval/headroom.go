@@ -328,8 +328,9 @@ func HeadroomTable(ds *Dataset) Table {
 		Note: "A bound from the measured curves: a run's first worker starts cold (a run deploys a new function) and serves " +
 			"its E requests as the never-evicted worker's first E did; every later worker starts the fastest way seen in the " +
 			"benchmark's runs (first request: the snapshot point, by lineage request number, whose restores answered first fastest, " +
-			"mean; \"cold\" when a cold start was faster); checkpoints cost nothing; every other request is as fast as the fastest steady state seen (the warm floor, or the " +
-			"later requests of any run of the benchmark whose median was lower: the machine's speed drifts between runs). " +
+			"mean; \"cold\" when a cold start was faster); checkpoints cost nothing; every other request is as fast as the " +
+			"fastest steady state seen (the warm floor, or the later requests of any run of the benchmark whose median was " +
+			"lower: the machine's speed drifts between runs). " +
 			"Bound and ours against request-centric: reduction of the mean and p90 (positive: lower); p50 over floor as in the table above. " +
 			"The all-benchmarks rows are geometric means; where the bound is below the target (20% for mean and p90, 3% for p50), " +
 			"no policy can meet it on this system. The bound is built from samples of other runs, so it carries their noise: " +
