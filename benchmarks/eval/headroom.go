@@ -185,14 +185,19 @@ func coldWorker(ds *Dataset) map[string][][]float64 {
 // one began, every later worker's first request from first, the rest from
 // steady.
 func bound(n, e int, coldPos [][]float64, first, steady []float64) []weighted {
+	if e <= 0 {
+		e = max(n, 1) // never evicted: one worker serves the run
+	}
 	var cs []component
-	head := min(e, n, len(coldPos))
+	firstWorker := min(e, n)
+	head := min(firstWorker, len(coldPos))
 	for _, xs := range coldPos[:head] {
 		cs = append(cs, component{xs, 1})
 	}
-	later := n - head
+	later := n - firstWorker
 	workers := (later + e - 1) / e
-	cs = append(cs, component{first, float64(workers)}, component{steady, float64(later - workers)})
+	cs = append(cs, component{first, float64(workers)},
+		component{steady, float64(firstWorker - head + later - workers)})
 	return mixture(cs...)
 }
 

@@ -105,6 +105,10 @@ func TestBoundStartsWithAColdWorker(t *testing.T) {
 	if q := weightedQuantile(got, 0.5); q != 20 {
 		t.Errorf("p50 %v, want 20", q)
 	}
+	// E=0 (never evicted): the cold worker's requests, then the steady state.
+	if m := weightedMean(bound(4, 0, coldPos, []float64{20}, []float64{10})); m != 160.0/4 {
+		t.Errorf("E=0 mean %v, want %v", m, 160.0/4)
+	}
 }
 
 func TestWorkerSpread(t *testing.T) {
