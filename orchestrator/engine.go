@@ -459,7 +459,7 @@ func (e *Engine) OnRequest(ctx context.Context, fn string, w *Worker, latency ti
 		// go here too, so a report that never comes cannot make the list
 		// grow.
 		now := e.now()
-		s.pending = slices.DeleteFunc(s.pending, func(p pendingCheckpoint) bool { return now.Sub(p.since) > pendingTTL })
+		s.forgetExpired(now)
 		s.pending = append(s.pending, pendingCheckpoint{requestNumber: nw.Lineage, since: now, seen: s.mutations})
 	}
 	s.mu.Unlock()
@@ -768,6 +768,12 @@ type pendingCheckpoint struct {
 // may take (the provider gives one 2 minutes).
 const pendingTTL = 3 * time.Minute
 
+// forgetExpired drops the checkpoints in flight older than pendingTTL; the
+// caller holds s.mu.
+func (s *fnState) forgetExpired(now time.Time) {
+	s.pending = slices.DeleteFunc(s.pending, func(p pendingCheckpoint) bool { return now.Sub(p.since) > pendingTTL })
+}
+
 // checkpointsInFlight lists the request numbers of fn's checkpoints in
 // flight, dropping the expired, and the learned registration lag: how many
 // requests the function served, rounded up, between a checkpoint's request
@@ -782,7 +788,7 @@ func (e *Engine) checkpointsInFlight(fn string) (pending []int, lag int) {
 	now := e.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pending = slices.DeleteFunc(s.pending, func(p pendingCheckpoint) bool { return now.Sub(p.since) > pendingTTL })
+	s.forgetExpired(now)
 	pending = make([]int, len(s.pending))
 	for i, p := range s.pending {
 		pending[i] = p.requestNumber
