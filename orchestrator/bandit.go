@@ -54,7 +54,9 @@ import (
 //     banditMinStretch, or when the next snapshot could no longer serve a
 //     whole window before the horizon. JIT warm-up is neither smooth nor monotone
 //     (tier compilations and collectors make steps and humps), hence a
-//     stretch, not one flat step, and a tail that rises counts as unsettled.
+//     stretch, not one flat step, and a tail that rises counts as unsettled
+//     until exploration has ended once; after, only a falling tail restarts
+//     it (a rising one is the machine slowing down: banditMemory).
 //     - exploitation: start from the snapshot with the lowest sampled cost,
 //     and checkpoint only where, in at least banditConfidence of
 //     banditDraws posterior draws with no optimism about unobserved
@@ -76,9 +78,10 @@ import (
 //     replacement from the rest; duplicates of one request number are
 //     dropped first. p is not used.
 //
-// The engine keeps nothing new on disk for this: convergence is recomputed
-// from the learned curve at every plan, and the checkpoints in flight and
-// the registration lag live in memory only (engine.go).
+// The engine keeps nothing new on disk for this (banditMemory): the
+// checkpoints in flight, the registration lag and whether exploration has
+// ended live in memory only, and a restarted engine recomputes convergence
+// from the learned curve.
 const (
 	banditSigma        = 0.25  // assumed per-observation log-scale noise of one latency
 	banditSigmaMin     = 0.01  // floor of the posterior sd: keep exploring a little
@@ -114,6 +117,9 @@ const (
 	// fallback (a proven-bad snapshot leaves the pool, and Thompson sampling
 	// keeps comparing the two).
 	banditKeep = 2
+	// banditFirstPrior is the weight, in observations, of the isotonic fit
+	// in a snapshot's first-request estimate (firstFit).
+	banditFirstPrior = 3
 	// banditFirstLag is the registration lag assumed before one is learned:
 	// a dump, its packing and its upload take a few hundred ms, a couple of
 	// requests at the evaluation's spacing.
@@ -278,6 +284,34 @@ func isotonicFit(est, n []float64, sigma float64, rng *rand.Rand) (mean, draw []
 	return mean, draw
 }
 
+// firstFit fits the first-request curve like isotonicFit, except that each
+// observed position's own estimate, weighted by its effective count, is
+// pooled with the isotonic fit, weighted banditFirstPrior, and drawn on its
+// own. Warm-up makes later requests faster, but not later restores: a
+// restored worker's first request also pays for the snapshot itself (its
+// heap, what was compiled when it was dumped), so a later snapshot can be
+// slower to start from for good. The isotonic fit alone would tie it with
+// the faster earlier one, and the tie goes to the later one. As a prior it
+// still lets a snapshot restored once lean on its neighbours, while one
+// restored often speaks for itself.
+func firstFit(est, n []float64, sigma float64, rng *rand.Rand) (mean, draw []float64) {
+	iso, _ := isotonicFit(est, n, sigma, nil)
+	mean, draw = make([]float64, len(est)), make([]float64, len(est))
+	for i := range est {
+		if math.IsNaN(iso[i]) {
+			mean[i], draw[i] = math.NaN(), math.NaN()
+			continue
+		}
+		w := min(n[i], banditEffN)
+		mean[i] = (w*est[i] + banditFirstPrior*iso[i]) / (w + banditFirstPrior)
+		draw[i] = mean[i]
+		if rng != nil {
+			draw[i] *= math.Exp(sdFor(sigma, w+banditFirstPrior) * rng.NormFloat64())
+		}
+	}
+	return mean, draw
+}
+
 // banditWarmMean is the posterior mean of the warm curve with unobserved
 // positions carried flat from their neighbours (0 when nothing is known).
 func banditWarmMean(v banditView) []float64 {
@@ -380,7 +414,7 @@ func banditSample(v banditView, rng *rand.Rand, optimistic bool) banditCurve {
 	// smaller of (carried forward fit) and (pooled overhead + warm
 	// estimate), both upper-ish guesses under monotone warm-up; neutrally
 	// the pooled overhead on the drawn warm latency, else the carried fit.
-	fmean, fdraw := isotonicFit(v.first, v.firstN, sigma, rng)
+	fmean, fdraw := firstFit(v.first, v.firstN, sigma, rng)
 	lastFAt := -1
 	for i := range m {
 		if !math.IsNaN(fmean[i]) {
@@ -477,7 +511,7 @@ type banditProgress struct {
 // slow fall across the plateau forward was tried: on the real system it
 // mostly extrapolated the machine's load easing off, because exploration
 // visits request numbers in time order.)
-func banditProgressOf(cfg Config, v banditView) banditProgress {
+func banditProgressOf(cfg Config, v banditView, explored bool) banditProgress {
 	m := v.m
 	// The level curve: warm requests where any were observed (E >= 2), else
 	// first requests (E = 1). Not both: a first request carries a restore
@@ -525,8 +559,10 @@ func banditProgressOf(cfg Config, v banditView) banditProgress {
 	// The plateau starts at the first observed position from which the
 	// stretch to the frontier is flat: the medians of its first and last
 	// quarters within banditGain of each other (widened by banditFlatZ sds),
-	// either way. A tail slower than the head means the curve is rising
-	// again (a compilation or a collector at work): not settled. The middle
+	// either way. Until exploration has ended once, a tail slower than the
+	// head means the curve is rising again (a compilation or a collector at
+	// work): not settled; after, it means the machine slowed down (see
+	// banditMemory.explored). The middle
 	// is left out: exploration visits request numbers in time order, so a
 	// burst of load on the machine shows as a bump there, which has passed.
 	// Scanning from the start, a noisy estimate inside a long flat stretch
@@ -544,7 +580,8 @@ func banditProgressOf(cfg Config, v banditView) banditProgress {
 			continue
 		}
 		h, tl := median(p, head), median(tail, frontier+1)
-		if tol := 1 + max(banditGain, banditFlatZ*sigma*math.Sqrt(1/wh+1/wt)); h > tl*tol || tl > h*tol {
+		tol := 1 + max(banditGain, banditFlatZ*sigma*math.Sqrt(1/wh+1/wt))
+		if falling, rising := h > tl*tol, tl > h*tol; falling || (rising && !explored) {
 			continue
 		}
 		plateau = p
@@ -702,45 +739,73 @@ func banditShrink(cfg Config, pool []Snapshot, keep int, mean banditCurve, draws
 	return kept, dropped
 }
 
-// banditPlan chooses the start option (pool index, -1 = cold) and the
-// checkpoint request number (0 = never) for a new worker, pruning the pool
-// first. pending lists request numbers whose checkpoint is still being
-// taken; lag is how many requests a checkpoint takes to reach the pool
-// (negative: not known yet).
-func banditPlan(cfg Config, v banditView, pool []Snapshot, pending []int, lag int, rng *rand.Rand) (choice, checkpointAt int, kept, pruned []Snapshot) {
-	kept = pool
+// banditMemory is what the engine remembers of a function between plans,
+// in memory only.
+type banditMemory struct {
+	// pending lists the request numbers whose checkpoint is still being
+	// taken; lag is how many requests a checkpoint takes to reach the pool
+	// (negative: not known yet).
+	pending []int
+	lag     int
+	// explored: exploration has ended once since the weights were last
+	// replaced. From then on a tail slower than the head no longer keeps
+	// the curve unsettled (a tail faster than it still does: the curve is
+	// still falling). Once the curve is flat, the positions that keep being
+	// observed are the few after the best snapshot, so their estimates
+	// follow the machine's load of the moment while the rest of the stretch
+	// keeps that of when exploration passed. A machine slowing down then
+	// reads as a rising tail, and exploring again would take checkpoints on
+	// a flat curve (measured: six in a row, each slowing the requests
+	// around it).
+	explored bool
+}
+
+// banditDecision is a plan for a new worker: the start option (pool index,
+// -1 = cold), the checkpoint request number (0 = never), the pool it leaves
+// and what it pruned, and whether exploration has ended.
+type banditDecision struct {
+	choice, checkpointAt int
+	kept, pruned         []Snapshot
+	explored             bool
+}
+
+// banditPlan plans a new worker, pruning the pool first.
+func banditPlan(cfg Config, v banditView, pool []Snapshot, mem banditMemory, rng *rand.Rand) banditDecision {
+	d := banditDecision{choice: -1, kept: pool}
 	if len(pool) > cfg.PoolCapacity {
-		kept, pruned = banditPrune(cfg, banditSample(v, nil, false), pool, rng)
+		d.kept, d.pruned = banditPrune(cfg, banditSample(v, nil, false), pool, rng)
 	}
 	// While a checkpoint is in flight, take no other: the snapshot on its way
 	// changes what the next one should be, and the successor of the worker
 	// that is dumping would otherwise take the same one again.
-	busy := len(pending) > 0
+	busy := len(mem.pending) > 0
 	held := func(r int) bool {
-		return busy || slices.ContainsFunc(kept, func(s Snapshot) bool { return s.RequestNumber == r })
+		return busy || slices.ContainsFunc(d.kept, func(s Snapshot) bool { return s.RequestNumber == r })
 	}
 	// Reachable checkpoints of a worker starting at r0: (r0, r0+W], stopping
 	// at M-1 like request-centric (a snapshot at M or later would serve
 	// nothing before eviction).
 	reach := func(r0 int) int { return min(r0+cfg.window(), cfg.Horizon-1) }
 	explore := func(r0 int) int { return min(reach(r0), banditExploreCap(cfg)) }
-	prog := banditProgressOf(cfg, v)
+	prog := banditProgressOf(cfg, v, mem.explored)
+	d.explored = mem.explored || prog.converged
 	mean := banditSample(v, nil, false)
 
+	lag := mem.lag
 	if lag < 0 {
 		lag = banditFirstLag
 	}
-	if !prog.converged && len(kept) > 0 {
-		latest := banditLatest(kept)
-		if r0 := kept[latest].RequestNumber; explore(r0) > r0 {
+	if !prog.converged && len(d.kept) > 0 {
+		latest := banditLatest(d.kept)
+		if r0 := d.kept[latest].RequestNumber; explore(r0) > r0 {
 			var dropped []Snapshot
-			kept, dropped = banditShrink(cfg, kept, latest, mean, nil)
-			pruned = append(pruned, dropped...)
-			choice = banditLatest(kept)
+			d.kept, dropped = banditShrink(cfg, d.kept, latest, mean, nil)
+			d.pruned = append(d.pruned, dropped...)
+			d.choice = banditLatest(d.kept)
 			if at := banditFarthest(r0, explore(r0), lag); !held(at) {
-				checkpointAt = at
+				d.checkpointAt = at
 			}
-			return choice, checkpointAt, kept, pruned
+			return d
 		}
 		// The latest snapshot cannot reach further: nothing left to explore.
 	}
@@ -749,28 +814,30 @@ func banditPlan(cfg Config, v banditView, pool []Snapshot, pending []int, lag in
 	for k := range draws {
 		draws[k] = banditSample(v, rng, false)
 	}
-	if len(kept) > 0 {
+	if len(d.kept) > 0 {
 		var dropped []Snapshot
-		kept, dropped = banditShrink(cfg, kept, banditLatest(kept), mean, draws)
-		pruned = append(pruned, dropped...)
+		d.kept, dropped = banditShrink(cfg, d.kept, banditLatest(d.kept), mean, draws)
+		d.pruned = append(d.pruned, dropped...)
 	}
-	if len(kept) == 0 {
-		return -1, banditFirstCheckpoint(cfg, prog, mean, explore(0), lag, held), kept, pruned
+	if len(d.kept) == 0 {
+		d.checkpointAt = banditFirstCheckpoint(cfg, prog, mean, explore(0), lag, held)
+		return d
 	}
 
 	draw := banditSample(v, rng, true)
-	choice, best := -1, math.Inf(1)
-	for i, s := range kept {
+	best := math.Inf(1)
+	for i, s := range d.kept {
 		c := draw.cost(cfg, s.RequestNumber, false)
-		if choice < 0 || c < best*(1-banditTieBreak) || (c <= best && s.RequestNumber > kept[choice].RequestNumber) {
-			choice, best = i, c
+		if d.choice < 0 || c < best*(1-banditTieBreak) || (c <= best && s.RequestNumber > d.kept[d.choice].RequestNumber) {
+			d.choice, best = i, c
 		}
 	}
 	if math.IsInf(best, 1) {
-		return -1, 0, kept, pruned // nothing in the pool can serve before the horizon
+		d.choice = -1 // nothing in the pool can serve before the horizon
+		return d
 	}
 
-	r0 := kept[choice].RequestNumber
+	r0 := d.kept[d.choice].RequestNumber
 	cand, candCost := 0, math.Inf(1)
 	for i := r0 + 1; i <= reach(r0); i++ {
 		if c := mean.cost(cfg, i, false); !held(i) && c <= candCost {
@@ -778,22 +845,22 @@ func banditPlan(cfg Config, v banditView, pool []Snapshot, pending []int, lag in
 		}
 	}
 	if cand == 0 {
-		return choice, 0, kept, pruned
+		return d
 	}
 	wins := 0
-	for _, d := range draws {
+	for _, dr := range draws {
 		b := math.Inf(1)
-		for _, s := range kept {
-			b = min(b, d.cost(cfg, s.RequestNumber, false))
+		for _, s := range d.kept {
+			b = min(b, dr.cost(cfg, s.RequestNumber, false))
 		}
-		if d.cost(cfg, cand, false) <= (1-banditGain)*b {
+		if dr.cost(cfg, cand, false) <= (1-banditGain)*b {
 			wins++
 		}
 	}
 	if float64(wins) >= banditConfidence*float64(len(draws)) {
-		checkpointAt = cand
+		d.checkpointAt = cand
 	}
-	return choice, checkpointAt, kept, pruned
+	return d
 }
 
 // banditFarthest is where exploration checkpoints a worker starting at r0

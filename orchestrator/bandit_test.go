@@ -65,35 +65,43 @@ func banditCfgE(e, m int) Config {
 func TestBanditProgress(t *testing.T) {
 	spike := curve(1, 40, fastWarmup)
 	spike[25] = 60000 // a GC pause in a position observed once
+	rising := curve(1, 40, func(i int) float64 { return map[bool]float64{true: 8000, false: fastWarmup(i)}[i > 30] })
 	slowFall := curve(1, 40, func(i int) float64 { return 50000 * math.Pow(0.97, float64(i)) })
 	tests := []struct {
 		name          string
 		cfg           Config
 		state         banditState
+		explored      bool
 		wantFrontier  int
 		wantConverged bool
 	}{
-		{"nothing observed", banditCfgE(4, 100), banditState{}, -1, false},
+		{"nothing observed", banditCfgE(4, 100), banditState{}, false, -1, false},
 		{"warm after two requests, flat over 38 more", banditCfgE(4, 100),
-			banditState{warm: curve(1, 40, fastWarmup)}, 40, true},
+			banditState{warm: curve(1, 40, fastWarmup)}, false, 40, true},
 		{"flat, but not for banditMinStretch yet", banditCfgE(4, 100),
-			banditState{warm: curve(1, 10, fastWarmup)}, 10, false},
+			banditState{warm: curve(1, 10, fastWarmup)}, false, 10, false},
 		{"flat for less long than it took to get there", banditCfgE(4, 100),
-			banditState{warm: curve(1, 40, func(i int) float64 { return 5000 + 1000*max(30-float64(i), 0) })}, 40, false},
+			banditState{warm: curve(1, 40, func(i int) float64 { return 5000 + 1000*max(30-float64(i), 0) })}, false, 40, false},
 		{"flat for as long as it took to get there", banditCfgE(4, 100),
-			banditState{warm: curve(1, 70, func(i int) float64 { return 5000 + 1000*max(30-float64(i), 0) })}, 70, true},
+			banditState{warm: curve(1, 70, func(i int) float64 { return 5000 + 1000*max(30-float64(i), 0) })}, false, 70, true},
 		{"falling 3% a request: keep climbing", banditCfgE(4, 100),
-			banditState{warm: slowFall}, 40, false},
+			banditState{warm: slowFall}, false, 40, false},
 		{"a GC pause inside the plateau does not restart it", banditCfgE(4, 100),
-			banditState{warm: spike}, 40, true},
+			banditState{warm: spike}, false, 40, true},
 		{"E=1: first requests are the curve", banditCfgE(1, 100),
-			banditState{first: curve(1, 40, fastWarmup)}, 40, true},
+			banditState{first: curve(1, 40, fastWarmup)}, false, 40, true},
 		{"falling, but the frontier reached the horizon", banditCfgE(4, 41),
-			banditState{warm: slowFall}, 40, true},
+			banditState{warm: slowFall}, false, 40, true},
+		{"rising at the frontier while exploring: a hump, keep going", banditCfgE(4, 100),
+			banditState{warm: rising}, false, 40, false},
+		{"rising after exploration ended: the machine slowed down", banditCfgE(4, 100),
+			banditState{warm: rising}, true, 40, true},
+		{"falling after exploration ended: climb again", banditCfgE(4, 100),
+			banditState{warm: slowFall}, true, 40, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := banditProgressOf(tt.cfg, tt.state.view(tt.cfg))
+			p := banditProgressOf(tt.cfg, tt.state.view(tt.cfg), tt.explored)
 			if p.frontier != tt.wantFrontier || p.converged != tt.wantConverged {
 				t.Fatalf("progress %+v, want frontier %d converged %v", p, tt.wantFrontier, tt.wantConverged)
 			}
@@ -109,18 +117,18 @@ type planOutcome struct {
 	pruned      map[int]bool
 }
 
-func planMany(cfg Config, v banditView, pool []Snapshot, pending []int, lag int) planOutcome {
+func planMany(cfg Config, v banditView, pool []Snapshot, mem banditMemory) planOutcome {
 	o := planOutcome{starts: map[int]int{}, checkpoints: map[int]int{}, pruned: map[int]bool{}}
 	for seed := range 50 {
-		choice, at, kept, pruned := banditPlan(cfg, v, pool, pending, lag, rand.New(rand.NewPCG(uint64(seed), 7)))
+		d := banditPlan(cfg, v, pool, mem, rand.New(rand.NewPCG(uint64(seed), 7)))
 		from := -1
-		if choice >= 0 {
-			from = kept[choice].RequestNumber
+		if d.choice >= 0 {
+			from = d.kept[d.choice].RequestNumber
 		}
 		o.starts[from]++
-		o.checkpoints[at]++
-		o.maxKept = max(o.maxKept, len(kept))
-		for _, s := range pruned {
+		o.checkpoints[d.checkpointAt]++
+		o.maxKept = max(o.maxKept, len(d.kept))
+		for _, s := range d.pruned {
 			o.pruned[s.RequestNumber] = true
 		}
 	}
@@ -131,58 +139,69 @@ func only(m map[int]int, k int) bool { return len(m) == 1 && m[k] > 0 }
 
 func TestBanditPlanRules(t *testing.T) {
 	known := banditState{warm: curve(1, 40, fastWarmup), first: curve(8, 8, func(int) float64 { return 6000 }), n: 5}
+	// Converged on a flat curve, then the machine slowed down while only the
+	// positions after the best snapshot were observed again.
+	drifted := banditState{n: 5, warm: curve(1, 40, func(i int) float64 {
+		if i > 32 {
+			return 1.5 * fastWarmup(i)
+		}
+		return fastWarmup(i)
+	})}
+	// Two snapshots on a flat curve, the later one steadily slower to
+	// restore from.
+	slowerLater := banditState{n: 9, warm: curve(1, 40, fastWarmup),
+		first: map[int]float64{10: 5500, 14: 9000}}
 	stepDown := banditState{n: 5,
 		warm:  curve(1, 40, func(i int) float64 { return map[bool]float64{true: 20000, false: 5000}[i < 8] }),
 		first: curve(3, 3, func(int) float64 { return 21000 })}
 	tests := []struct {
-		name    string
-		cfg     Config
-		state   banditState
-		pool    []int
-		pending []int
-		lag     int
-		check   func(t *testing.T, o planOutcome)
+		name  string
+		cfg   Config
+		state banditState
+		pool  []int
+		mem   banditMemory
+		check func(t *testing.T, o planOutcome)
 	}{
-		{"never a cold start once a snapshot exists (cold cost unseen, so optimistic)", banditCfgE(4, 100), known, []int{8}, nil, -1,
+		{"never a cold start once a snapshot exists (cold cost unseen, so optimistic)", banditCfgE(4, 100), known, []int{8}, banditMemory{lag: -1},
 			func(t *testing.T, o planOutcome) {
 				if !only(o.starts, 8) {
 					t.Errorf("starts %v, want always from 8", o.starts)
 				}
 			}},
-		{"no checkpoint while one is in flight", banditCfgE(4, 100), known, []int{8}, []int{12}, 2,
+		{"no checkpoint while one is in flight", banditCfgE(4, 100), known, []int{8}, banditMemory{pending: []int{12}, lag: 2},
 			func(t *testing.T, o planOutcome) {
 				if !only(o.checkpoints, 0) {
 					t.Errorf("checkpoints %v, want none", o.checkpoints)
 				}
 			}},
-		{"converged on a flat curve: noise buys no checkpoint", banditCfgE(4, 100), known, []int{8}, nil, 2,
+		{"converged on a flat curve: noise buys no checkpoint", banditCfgE(4, 100), known, []int{8}, banditMemory{lag: 2},
 			func(t *testing.T, o planOutcome) {
 				if !only(o.checkpoints, 0) {
 					t.Errorf("checkpoints %v, want none", o.checkpoints)
 				}
 			}},
-		{"converged: a clearly faster reachable state is still taken", banditCfgE(4, 100), stepDown, []int{3}, nil, 2,
+		{"converged: a clearly faster reachable state is still taken", banditCfgE(4, 100), stepDown, []int{3}, banditMemory{lag: 2},
 			func(t *testing.T, o planOutcome) {
 				if !only(o.starts, 3) || !only(o.checkpoints, 7) {
 					t.Errorf("starts %v checkpoints %v, want from 3 and at 7", o.starts, o.checkpoints)
 				}
 			}},
 		{"exploring: from the latest snapshot to the end of its window", banditCfgE(4, 100),
-			banditState{warm: curve(1, 7, fastWarmup)}, []int{2, 4}, nil, 3,
+			banditState{warm: curve(1, 7, fastWarmup)}, []int{2, 4}, banditMemory{lag: 3},
 			func(t *testing.T, o planOutcome) {
 				if !only(o.starts, 4) || !only(o.checkpoints, 8) {
 					t.Errorf("starts %v checkpoints %v, want from 4 and at 8", o.starts, o.checkpoints)
 				}
 			}},
 		{"exploring at E=20: the end of the window less the registration lag", banditCfgE(20, 100),
-			banditState{warm: curve(1, 7, fastWarmup)}, []int{4}, nil, 3,
+			banditState{warm: curve(1, 7, fastWarmup)}, []int{4}, banditMemory{lag: 3},
 			func(t *testing.T, o planOutcome) {
 				if !only(o.checkpoints, 21) {
 					t.Errorf("checkpoints %v, want at 4+20-3", o.checkpoints)
 				}
 			}},
 		{"exploring stops where a worker cannot serve its window before M", banditCfgE(5, 20),
-			banditState{warm: curve(1, 19, func(i int) float64 { return 50000 * math.Pow(0.97, float64(i)) })}, []int{15}, nil, 3,
+			banditState{warm: curve(1, 19, func(i int) float64 { return 50000 * math.Pow(0.97, float64(i)) })}, []int{15}, banditMemory{lag: 3},
 			func(t *testing.T, o planOutcome) {
 				// Without the stop it would checkpoint at 19, whose workers
 				// serve one request before the horizon.
@@ -190,7 +209,25 @@ func TestBanditPlanRules(t *testing.T) {
 					t.Errorf("starts %v checkpoints %v, want from 15 and none", o.starts, o.checkpoints)
 				}
 			}},
-		{"the pool converges on the best two", banditCfgE(4, 100), known, []int{2, 8, 16, 24, 32}, nil, 2,
+		{"a tail slowed by the machine restarts exploration on a fresh engine", banditCfgE(4, 100), drifted, []int{36}, banditMemory{lag: 2},
+			func(t *testing.T, o planOutcome) {
+				if !only(o.checkpoints, 40) {
+					t.Errorf("checkpoints %v, want exploration on to 40", o.checkpoints)
+				}
+			}},
+		{"explored: a tail slowed by the machine does not restart it", banditCfgE(4, 100), drifted, []int{36}, banditMemory{lag: 2, explored: true},
+			func(t *testing.T, o planOutcome) {
+				if !only(o.checkpoints, 0) {
+					t.Errorf("checkpoints %v, want none", o.checkpoints)
+				}
+			}},
+		{"a later snapshot slower to restore from does not tie with an earlier one", banditCfgE(4, 100), slowerLater, []int{10, 14}, banditMemory{lag: 2},
+			func(t *testing.T, o planOutcome) {
+				if !only(o.starts, 10) {
+					t.Errorf("starts %v, want always from 10", o.starts)
+				}
+			}},
+		{"the pool converges on the best two", banditCfgE(4, 100), known, []int{2, 8, 16, 24, 32}, banditMemory{lag: 2},
 			func(t *testing.T, o planOutcome) {
 				if o.maxKept > banditKeep || !o.pruned[2] {
 					t.Errorf("kept up to %d, pruned %v: want at most %d, 2 pruned", o.maxKept, o.pruned, banditKeep)
@@ -199,7 +236,7 @@ func TestBanditPlanRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.check(t, planMany(tt.cfg, tt.state.view(tt.cfg), snaps(tt.pool...), tt.pending, tt.lag))
+			tt.check(t, planMany(tt.cfg, tt.state.view(tt.cfg), snaps(tt.pool...), tt.mem))
 		})
 	}
 }
@@ -221,7 +258,7 @@ func TestBanditFirstCheckpoint(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("E=%d lag=%d", tt.e, tt.lag), func(t *testing.T) {
 			cfg := banditCfgE(tt.e, 100)
-			o := planMany(cfg, banditState{}.view(cfg), nil, nil, tt.lag)
+			o := planMany(cfg, banditState{}.view(cfg), nil, banditMemory{lag: tt.lag})
 			if !only(o.starts, -1) || !only(o.checkpoints, tt.want) {
 				t.Fatalf("starts %v checkpoints %v, want cold and at %d", o.starts, o.checkpoints, tt.want)
 			}
@@ -256,7 +293,7 @@ func TestCheckpointsInFlight(t *testing.T) {
 	if err != nil || !act.Checkpoint {
 		t.Fatalf("request 1: %+v %v, want a checkpoint", act, err)
 	}
-	if pending, _ := e.checkpointsInFlight("f"); len(pending) != 1 || pending[0] != 1 {
+	if pending := e.banditMemory("f").pending; len(pending) != 1 || pending[0] != 1 {
 		t.Fatalf("in flight %v, want [1]", pending)
 	}
 	p2, err := e.OnStart(ctx, "f", "w2")
@@ -275,8 +312,8 @@ func TestCheckpointsInFlight(t *testing.T) {
 	if err := e.Register(ctx, "f", Snapshot{Key: "s1", RequestNumber: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if pending, lag := e.checkpointsInFlight("f"); len(pending) != 0 || lag != 3 {
-		t.Fatalf("in flight %v lag %d after Register, want none and 3", pending, lag)
+	if mem := e.banditMemory("f"); len(mem.pending) != 0 || mem.lag != 3 {
+		t.Fatalf("in flight %v lag %d after Register, want none and 3", mem.pending, mem.lag)
 	}
 
 	// A failed checkpoint ends it too.
@@ -287,7 +324,7 @@ func TestCheckpointsInFlight(t *testing.T) {
 	if err := e.CheckpointFailed(ctx, "f"); err != nil {
 		t.Fatal(err)
 	}
-	if pending, _ := e.checkpointsInFlight("f"); len(pending) != 0 {
+	if pending := e.banditMemory("f").pending; len(pending) != 0 {
 		t.Fatalf("in flight %v after CheckpointFailed", pending)
 	}
 
@@ -297,7 +334,46 @@ func TestCheckpointsInFlight(t *testing.T) {
 		t.Fatal("no checkpoint at 2")
 	}
 	now = now.Add(pendingTTL + time.Second)
-	if pending, _ := e.checkpointsInFlight("f"); len(pending) != 0 {
+	if pending := e.banditMemory("f").pending; len(pending) != 0 {
 		t.Fatalf("in flight %v after the TTL", pending)
+	}
+}
+
+// The engine remembers that exploration ended until the weights are
+// replaced.
+func TestExplorationEndIsRemembered(t *testing.T) {
+	db, _ := newDB(t)
+	e, err := Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeEngine(t, e) })
+	ctx := context.Background()
+	mustConfigure(t, e, "f", cfgOf(StrategyBandit, 4))
+	start := func() {
+		t.Helper()
+		if _, err := e.OnStart(ctx, "f", "w"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start()
+	if e.banditMemory("f").explored {
+		t.Fatal("explored before anything was observed")
+	}
+	for i := range 40 {
+		w := Worker{ID: "w", Lineage: i + 1, Served: 1}
+		if _, err := e.OnRequest(ctx, "f", &w, time.Duration(fastWarmup(i+1))*time.Microsecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start()
+	if !e.banditMemory("f").explored {
+		t.Fatal("not explored after a flat curve of 38 request numbers")
+	}
+	if _, err := e.Reset(ctx, "f"); err != nil {
+		t.Fatal(err)
+	}
+	if e.banditMemory("f").explored {
+		t.Fatal("still explored after Reset replaced the weights")
 	}
 }

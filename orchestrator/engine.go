@@ -379,8 +379,11 @@ func (e *Engine) OnStart(ctx context.Context, fn string, workerID string) (Plan,
 			}
 			choice = rcChoose(w.v, kept, cfg.window(), rng)
 		case StrategyBandit:
-			pending, lag := e.checkpointsInFlight(fn)
-			choice, plan.Worker.CheckpointAt, kept, pruned = banditPlan(cfg, w.bandit(), pool, pending, lag, rng)
+			d := banditPlan(cfg, w.bandit(), pool, e.banditMemory(fn), rng)
+			choice, plan.Worker.CheckpointAt, kept, pruned = d.choice, d.checkpointAt, d.kept, d.pruned
+			if d.explored {
+				e.rememberExplored(fn)
+			}
 		}
 		if choice >= 0 {
 			s := kept[choice]
@@ -774,29 +777,44 @@ func (s *fnState) forgetExpired(now time.Time) {
 	s.pending = slices.DeleteFunc(s.pending, func(p pendingCheckpoint) bool { return now.Sub(p.since) > pendingTTL })
 }
 
-// checkpointsInFlight lists the request numbers of fn's checkpoints in
-// flight, dropping the expired, and the learned registration lag: how many
-// requests the function served, rounded up, between a checkpoint's request
-// and its registration (-1 before the first registration). Both are memory
-// only on purpose: after a restart no checkpoint of the previous process
-// can still register, and the lag is relearned at the first one.
-func (e *Engine) checkpointsInFlight(fn string) (pending []int, lag int) {
+// banditMemory is what fn's bandit plans from besides its record: the
+// request numbers of its checkpoints in flight (dropping the expired), the
+// learned registration lag (how many requests the function served, rounded
+// up, between a checkpoint's request and its registration; -1 before the
+// first registration), and whether exploration has ended. All of it is
+// memory only on purpose: after a restart no checkpoint of the previous
+// process can still register, the lag is relearned at the first one, and
+// convergence is recomputed from the curve.
+func (e *Engine) banditMemory(fn string) banditMemory {
+	mem := banditMemory{lag: -1}
 	s := e.lookup(fn)
 	if s == nil {
-		return nil, -1
+		return mem
 	}
 	now := e.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.forgetExpired(now)
-	pending = make([]int, len(s.pending))
+	mem.pending = make([]int, len(s.pending))
 	for i, p := range s.pending {
-		pending[i] = p.requestNumber
+		mem.pending[i] = p.requestNumber
 	}
-	if s.lagN == 0 {
-		return pending, -1
+	if s.lagN > 0 {
+		mem.lag = int(math.Ceil(s.lag))
 	}
-	return pending, int(math.Ceil(s.lag))
+	mem.explored = s.explored
+	return mem
+}
+
+// rememberExplored records that fn's exploration has ended. Only OnStart
+// calls it, under fn's write lock, so weights replaced by another write
+// (which forget it) cannot interleave.
+func (e *Engine) rememberExplored(fn string) {
+	if s := e.lookup(fn); s != nil {
+		s.mu.Lock()
+		s.explored = true
+		s.mu.Unlock()
+	}
 }
 
 // lagAlpha is the EWMA factor of the registration lag.

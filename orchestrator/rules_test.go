@@ -318,6 +318,29 @@ func TestIsotonicFit(t *testing.T) {
 	}
 }
 
+func TestFirstFit(t *testing.T) {
+	// 2 observed once between 1 and 3, each observed banditEffN times:
+	// the isotonic fit pools 2 and 3 to 85 (weights 1 and 9 -> 83.5).
+	est := []float64{100, 70, 85, 0}
+	n := []float64{9, 1, 9, 0}
+	iso, _ := isotonicFit(est, n, 0.1, nil)
+	mean, _ := firstFit(est, n, 0.1, nil)
+	if !math.IsNaN(mean[3]) {
+		t.Fatalf("unobserved position fitted: %v", mean)
+	}
+	if mean[0] != 100 {
+		t.Fatalf("mean %v: a position the fit leaves alone moved", mean)
+	}
+	// The well-observed 3 keeps most of its own value, above the pool.
+	if want := (9*85 + banditFirstPrior*iso[2]) / (9 + banditFirstPrior); math.Abs(mean[2]-want) > 1e-9 || mean[2] <= iso[2] {
+		t.Fatalf("mean[2] = %v, want %v (iso %v)", mean[2], want, iso[2])
+	}
+	// The once-observed 2 leans on the pool.
+	if math.Abs(mean[1]-iso[1]) >= math.Abs(mean[1]-70) {
+		t.Fatalf("mean[1] = %v, nearer its own 70 than the pool %v", mean[1], iso[1])
+	}
+}
+
 func banditCfg(e int) Config {
 	c := DefaultConfig()
 	c.Strategy, c.EvictAfter, c.Horizon, c.PoolCapacity = StrategyBandit, e, 20, 4
@@ -346,23 +369,23 @@ func TestBanditPlan(t *testing.T) {
 	// warmest full window: chosen; 3 and 10 are slower by far more than
 	// banditGain and leave the pool; nothing is worth a checkpoint (16-19
 	// are evicted at M before amortising their restore).
-	choice, at, kept, pruned := banditPlan(cfg, v, snaps(3, 10, 15), nil, -1, testRand())
-	if choice < 0 || kept[choice].RequestNumber != 15 || len(pruned) != 2 || len(kept) != 1 {
-		t.Fatalf("choice %d of %v, pruned %v", choice, kept, pruned)
+	d := banditPlan(cfg, v, snaps(3, 10, 15), banditMemory{lag: -1}, testRand())
+	if d.choice < 0 || d.kept[d.choice].RequestNumber != 15 || len(d.pruned) != 2 || len(d.kept) != 1 {
+		t.Fatalf("choice %d of %v, pruned %v", d.choice, d.kept, d.pruned)
 	}
-	if at != 0 {
-		t.Fatalf("checkpoint at %d, want none past the best window", at)
+	if d.checkpointAt != 0 {
+		t.Fatalf("checkpoint at %d, want none past the best window", d.checkpointAt)
 	}
 	// From 10 (3 is dominated), the curve is still falling: explore to the
 	// end of the window, 15.
-	choice, at, kept, _ = banditPlan(cfg, v, snaps(3, 10), nil, -1, testRand())
-	if choice < 0 || kept[choice].RequestNumber != 10 || at != 15 {
-		t.Fatalf("choice %d of %v, checkpoint %d, want 10 and 15", choice, kept, at)
+	d = banditPlan(cfg, v, snaps(3, 10), banditMemory{lag: -1}, testRand())
+	if d.choice < 0 || d.kept[d.choice].RequestNumber != 10 || d.checkpointAt != 15 {
+		t.Fatalf("choice %d of %v, checkpoint %d, want 10 and 15", d.choice, d.kept, d.checkpointAt)
 	}
 	// Empty pool: cold start and always seed the pool.
-	choice, at, _, _ = banditPlan(cfg, v, nil, nil, -1, testRand())
-	if choice != -1 || at < 1 || at > 5 {
-		t.Fatalf("choice %d checkpoint %d", choice, at)
+	d = banditPlan(cfg, v, nil, banditMemory{lag: -1}, testRand())
+	if d.choice != -1 || d.checkpointAt < 1 || d.checkpointAt > 5 {
+		t.Fatalf("choice %d checkpoint %d", d.choice, d.checkpointAt)
 	}
 }
 

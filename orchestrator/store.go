@@ -78,10 +78,12 @@ type fnState struct {
 	mutations, persisted uint64
 	// pending: checkpoints asked for and not yet registered or failed, in
 	// the order asked; lag: the learned registration lag, in requests, from
-	// lagN registrations. Never persisted (see checkpointsInFlight).
-	pending []pendingCheckpoint
-	lag     float64
-	lagN    uint64
+	// lagN registrations; explored: bandit exploration has ended on the
+	// current weights. Never persisted (see banditMemory).
+	pending  []pendingCheckpoint
+	lag      float64
+	lagN     uint64
+	explored bool
 }
 
 func (s *fnState) needsFlush() bool {
@@ -406,6 +408,7 @@ func (s *fnState) install(next *record, wk writeKind, m uint64, err error) {
 		// dropped with them.
 		w = next.w
 		s.persisted = s.mutations
+		s.explored = false
 	} else {
 		s.persisted = max(s.persisted, m)
 	}
