@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -1105,6 +1106,9 @@ func listOr(xs []string) string {
 	if len(xs) == 0 {
 		return "-"
 	}
+	if len(xs) == 1 {
+		return fmt.Sprintf("1 benchmark (%s)", xs[0])
+	}
 	return fmt.Sprintf("%d benchmarks (%s)", len(xs), strings.Join(xs, ", "))
 }
 
@@ -1147,11 +1151,18 @@ func dataText(ds *Dataset, g grid, dirs []string, outDir string) string {
 	for _, p := range ds.Probes {
 		have[p.Run.Chunk.Dir()] = true
 	}
-	var missing []string
+	// A seed may repeat only part of the grid (say, the two strategies
+	// being compared): it is described, and only holes inside its own part
+	// count as missing.
+	var missing, partial []string
 	for _, seed := range g.seeds {
-		for _, bench := range g.benchmarks {
-			for _, e := range g.rates {
-				for _, s := range g.strategies {
+		sg := gridOf(&Dataset{Runs: slices.DeleteFunc(slices.Clone(ds.Runs), func(r RunResult) bool { return r.Seed != seed })})
+		if len(sg.benchmarks) != len(g.benchmarks) || len(sg.strategies) != len(g.strategies) || len(sg.rates) != len(g.rates) {
+			partial = append(partial, fmt.Sprintf("seed %d covers %s × E ∈ {%s} on %s", seed, strategiesText(sg), joinInts(sg.rates), listOr(sg.benchmarks)))
+		}
+		for _, bench := range sg.benchmarks {
+			for _, e := range sg.rates {
+				for _, s := range sg.strategies {
 					c := Chunk{Kind: KindRun, Benchmark: bench, Strategy: s, Rate: e, Seed: seed}
 					if !have[c.Dir()] {
 						missing = append(missing, c.String())
@@ -1159,6 +1170,9 @@ func dataText(ds *Dataset, g grid, dirs []string, outDir string) string {
 				}
 			}
 		}
+	}
+	if len(partial) > 0 {
+		fmt.Fprintf(&b, "Part of the grid only: %s.\n\n", strings.Join(partial, "; "))
 	}
 	if len(missing) > 0 {
 		fmt.Fprintf(&b, "Runs missing from the grid (%d): %s.\n", len(missing), strings.Join(missing, "; "))

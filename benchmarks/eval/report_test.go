@@ -198,6 +198,27 @@ func TestSeedsTable(t *testing.T) {
 	}
 }
 
+// A seed that repeats part of the grid is described, and only holes
+// inside its part are missing runs.
+func TestDataTextPartialSeed(t *testing.T) {
+	var runs []RunResult
+	for _, s := range []string{StrategyFixed, StrategyRequestCentric} {
+		for _, e := range []int{4, 1} {
+			runs = append(runs, run(KindRun, "bfs", s, e, 1, 10), run(KindRun, "dfs", s, e, 1, 10))
+		}
+	}
+	runs = append(runs, run(KindRun, "bfs", StrategyRequestCentric, 4, 2, 10))
+	ds := &Dataset{Runs: runs}
+	text := dataText(ds, gridOf(ds), nil, t.TempDir())
+	if !strings.Contains(text, "seed 2 covers {request-centric} × E ∈ {4} on 1 benchmark (bfs)") || !strings.Contains(text, "The grid is complete.") {
+		t.Errorf("complete grid with a partial seed 2:\n%s", text)
+	}
+	ds.Runs = ds.Runs[1:] // bfs fixed E=4 seed 1 gone
+	if text := dataText(ds, gridOf(ds), nil, t.TempDir()); !strings.Contains(text, "Runs missing from the grid (1): bfs fixed E=4 seed=1.") {
+		t.Errorf("one run missing:\n%s", text)
+	}
+}
+
 // checkReport asserts a report directory is well formed: the README has
 // its sections and links only figures that exist, every PNG decodes, every
 // SVG is XML, and the summary table has the expected number of rows.
