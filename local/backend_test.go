@@ -443,9 +443,16 @@ func TestRestartBringsFunctionsBack(t *testing.T) {
 func TestOrphanWorkersAreKilled(t *testing.T) {
 	requireRoot(t)
 	dataDir := t.TempDir()
-	// A process that looks like an agent of a provider on dataDir.
-	orphan := exec.Command("/bin/sh", "-c", "sleep 60", "agent", "--run-dir", filepath.Join(dataDir, "run"))
-	orphan.Args = []string{"/bin/sh", "-c", "sleep 60 #", "--run-dir", filepath.Join(dataDir, "run"), "x"}
+	// A process that looks like an agent of a provider on dataDir. It
+	// blocks in the shell's builtin read, so it never forks: a child
+	// caught between fork and exec carries the same command line and
+	// would be counted too.
+	orphan := exec.Command("/bin/sh", "-c", "read x #", "--run-dir", filepath.Join(dataDir, "run"), "x")
+	stdin, err := orphan.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
 	if err := orphan.Start(); err != nil {
 		t.Fatal(err)
 	}
