@@ -510,7 +510,9 @@ type banditProgress struct {
 // banditMinStretch; or once the frontier reached the horizon. (Carrying a
 // slow fall across the plateau forward was tried: on the real system it
 // mostly extrapolated the machine's load easing off, because exploration
-// visits request numbers in time order.)
+// visits request numbers in time order.) explored says exploration has
+// ended before; a tail slower than the head then no longer unsettles the
+// curve (banditMemory.explored).
 func banditProgressOf(cfg Config, v banditView, explored bool) banditProgress {
 	m := v.m
 	// The level curve: warm requests where any were observed (E >= 2), else
