@@ -45,4 +45,11 @@ if [[ "${PRONGHORN_CLUSTER_TESTS:-1}" != 0 ]]; then
 	# machine that cannot run it still tests everything else.
 	echo "test: the Kubernetes cluster did not come up; the cluster tests did not run:" >&2
 	tail -20 "$cluster_log" >&2
+	# The exit trap's teardown deletes the components' logs, and a component
+	# that died at start is otherwise undiagnosable afterwards.
+	for component_log in "${PRONGHORN_CLUSTER_DIR:-/var/lib/pronghorn-cluster}"/logs/*.log; do
+		[[ -f "$component_log" ]] || continue
+		echo "--- last lines of $component_log:" >&2
+		tail -15 "$component_log" >&2
+	done
 fi
