@@ -55,7 +55,28 @@ alive() {
   local f="$RUN/$1.pid" pid
   [[ -s $f ]] || return 1
   pid="$(cat "$f")"
-  [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$STATE"
+  [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"$STATE"* ]]
+}
+
+# launch NAME CMD...: run CMD detached, in its own session, logging to
+# $LOGS/NAME.log, its pid in $RUN/NAME.pid; return once the pid runs CMD
+# (or has exited).
+launch() {
+  local name=$1 exe pid i
+  shift
+  exe="$(readlink -f "$(command -v "$1")" || true)"
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$RUN/$name.pid"
+  # The pid execs twice (the subshell becomes setsid, setsid becomes CMD).
+  # Before the first its command line is the caller's, and while the
+  # kernel loads CMD it reads empty: alive() would call it dead either way.
+  for ((i = 0; i < 100; i++)); do
+    if { [[ "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$exe" ]] && alive "$name"; } || ! kill -0 "$pid" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
 }
 
 # (--cache-dir: keep kubectl's discovery cache out of ~/.kube.)

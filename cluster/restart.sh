@@ -37,9 +37,7 @@ if kill -0 "$pid" 2>/dev/null; then
 fi
 sleep "$down"
 log "restart: starting $name"
-# As up.sh's start: detached, in its own session, logging to the same file.
-setsid "${argv[@]}" >>"$LOGS/$name.log" 2>&1 </dev/null &
-echo $! >"$RUN/$name.pid"
+launch "$name" "${argv[@]}"
 case $name in
   kube-apiserver) wait_for 60 "kube-apiserver /readyz" kctl get --raw /readyz ;;
   *) wait_for 30 "$name" alive "$name" ;;

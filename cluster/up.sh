@@ -172,18 +172,7 @@ kubeconfig "$STATE/kubeconfigs/kubelet" "system:node:$NODE_NAME" system:nodes
 # --- 4. Start the components. ----------------------------------------------
 start() { # start NAME CMD...: detached, logging to $LOGS/NAME.log
   log "starting $1"
-  local name=$1
-  shift
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
-  local pid=$! i
-  echo "$pid" >"$RUN/$name.pid"
-  # Until the background subshell has exec'd the command, its command line
-  # is this script's, and alive() would call it dead: wait for the exec
-  # (or the exit) before anyone asks.
-  for ((i = 0; i < 50; i++)); do
-    if alive "$name" || ! kill -0 "$pid" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
+  launch "$@"
 }
 # wait_up NAME SECONDS CMD...: like wait_for, but fail at once with the log
 # tail if the component died.
