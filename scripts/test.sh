@@ -47,9 +47,12 @@ if [[ "${PRONGHORN_CLUSTER_TESTS:-1}" != 0 ]]; then
 	tail -20 "$cluster_log" >&2
 	# The exit trap's teardown deletes the components' logs, and a component
 	# that died at start is otherwise undiagnosable afterwards.
-	for component_log in "${PRONGHORN_CLUSTER_DIR:-/var/lib/pronghorn-cluster}"/logs/*.log; do
-		[[ -f "$component_log" ]] || continue
-		echo "--- last lines of $component_log:" >&2
-		tail -15 "$component_log" >&2
-	done
+	(
+		source cluster/env.sh
+		for component_log in "$LOGS"/*.log; do
+			[[ -f "$component_log" ]] || continue
+			echo "--- last lines of $component_log:" >&2
+			tail -15 "$component_log" >&2
+		done
+	)
 fi
