@@ -117,9 +117,9 @@ const (
 	// fallback (a proven-bad snapshot leaves the pool, and Thompson sampling
 	// keeps comparing the two).
 	banditKeep = 2
-	// banditFirstPrior is the weight, in observations, of the isotonic fit
-	// in a snapshot's first-request estimate (firstFit).
-	banditFirstPrior = 3
+	// banditFitPrior is the weight, in observations, of the isotonic fit
+	// in a request number's estimate (shrunkFit).
+	banditFitPrior = 3
 	// banditFirstLag is the registration lag assumed before one is learned:
 	// a dump, its packing and its upload take a few hundred ms, a couple of
 	// requests at the evaluation's spacing.
@@ -284,17 +284,19 @@ func isotonicFit(est, n []float64, sigma float64, rng *rand.Rand) (mean, draw []
 	return mean, draw
 }
 
-// firstFit fits the first-request curve like isotonicFit, except that each
-// observed position's own estimate, weighted by its effective count, is
-// pooled with the isotonic fit, weighted banditFirstPrior, and drawn on its
-// own. Warm-up makes later requests faster, but not later restores: a
-// restored worker's first request also pays for the snapshot itself (its
-// heap, what was compiled when it was dumped), so a later snapshot can be
-// slower to start from for good. The isotonic fit alone would tie it with
-// the faster earlier one, and the tie goes to the later one. As a prior it
-// still lets a snapshot restored once lean on its neighbours, while one
-// restored often speaks for itself.
-func firstFit(est, n []float64, sigma float64, rng *rand.Rand) (mean, draw []float64) {
+// shrunkFit fits a curve like isotonicFit, except that each observed
+// position's own estimate, weighted by its effective count, is pooled with
+// the isotonic fit, weighted banditFitPrior, and drawn on its own. Warm-up
+// makes later requests faster, but what a snapshot holds also counts: a
+// restored worker's first request pays for its heap and for what was
+// compiled when it was dumped, and so do the requests after it (a later
+// snapshot of a PyPy function can serve every request slower than an
+// earlier one, and some functions slow down as they warm). The isotonic fit
+// alone would pool such a position with the faster earlier ones and tie
+// them, and the tie goes to the later one. As a prior it still lets a
+// position observed once lean on its neighbours, while one observed often
+// speaks for itself.
+func shrunkFit(est, n []float64, sigma float64, rng *rand.Rand) (mean, draw []float64) {
 	iso, _ := isotonicFit(est, n, sigma, nil)
 	mean, draw = make([]float64, len(est)), make([]float64, len(est))
 	for i := range est {
@@ -303,10 +305,10 @@ func firstFit(est, n []float64, sigma float64, rng *rand.Rand) (mean, draw []flo
 			continue
 		}
 		w := min(n[i], banditEffN)
-		mean[i] = (w*est[i] + banditFirstPrior*iso[i]) / (w + banditFirstPrior)
+		mean[i] = (w*est[i] + banditFitPrior*iso[i]) / (w + banditFitPrior)
 		draw[i] = mean[i]
 		if rng != nil {
-			draw[i] *= math.Exp(sdFor(sigma, w+banditFirstPrior) * rng.NormFloat64())
+			draw[i] *= math.Exp(sdFor(sigma, w+banditFitPrior) * rng.NormFloat64())
 		}
 	}
 	return mean, draw
@@ -315,7 +317,7 @@ func firstFit(est, n []float64, sigma float64, rng *rand.Rand) (mean, draw []flo
 // banditWarmMean is the posterior mean of the warm curve with unobserved
 // positions carried flat from their neighbours (0 when nothing is known).
 func banditWarmMean(v banditView) []float64 {
-	wmean, _ := isotonicFit(v.warm, v.warmN, v.sigma(), nil)
+	wmean, _ := shrunkFit(v.warm, v.warmN, v.sigma(), nil)
 	last := math.NaN()
 	for i := range wmean {
 		if math.IsNaN(wmean[i]) {
@@ -352,7 +354,7 @@ func banditOverhead(v banditView, wmean []float64) (float64, bool) {
 }
 
 // banditSample draws a curve (rng nil: the posterior mean). Observed
-// positions come from the isotonic fit. Positions never observed are
+// positions come from shrunkFit. Positions never observed are
 // imputed from their neighbours: optimistically (a shared draw on the
 // better side, and a slight decay past the last observation) for choosing
 // where to start, so a snapshot never restored yet gets tried; or
@@ -378,7 +380,7 @@ func banditSample(v banditView, rng *rand.Rand, optimistic bool) banditCurve {
 	// Warm curve: carry the last fitted value forward (with the optimistic
 	// decay when optimistic); before the first observation, carry the first
 	// one backwards; with no observation at all, 0 (optimistic).
-	wmean, wdraw := isotonicFit(v.warm, v.warmN, sigma, rng)
+	wmean, wdraw := shrunkFit(v.warm, v.warmN, sigma, rng)
 	lastAt, firstAt := -1, -1
 	for i := range m {
 		switch {
@@ -414,7 +416,7 @@ func banditSample(v banditView, rng *rand.Rand, optimistic bool) banditCurve {
 	// smaller of (carried forward fit) and (pooled overhead + warm
 	// estimate), both upper-ish guesses under monotone warm-up; neutrally
 	// the pooled overhead on the drawn warm latency, else the carried fit.
-	fmean, fdraw := firstFit(v.first, v.firstN, sigma, rng)
+	fmean, fdraw := shrunkFit(v.first, v.firstN, sigma, rng)
 	lastFAt := -1
 	for i := range m {
 		if !math.IsNaN(fmean[i]) {

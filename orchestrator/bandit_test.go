@@ -151,6 +151,11 @@ func TestBanditPlanRules(t *testing.T) {
 	// restore from.
 	slowerLater := banditState{n: 9, warm: curve(1, 40, fastWarmup),
 		first: map[int]float64{10: 5500, 14: 9000}}
+	// Two snapshots restoring equally fast, the later one's workers
+	// serving every request slower (a PyPy function's later snapshot, or
+	// one that slows down as it warms).
+	slowerWarmLater := banditState{n: 9, first: map[int]float64{10: 6000, 14: 6000},
+		warm: curve(1, 40, func(i int) float64 { return map[bool]float64{true: 5000, false: 6000}[i > 10 && i < 15] })}
 	stepDown := banditState{n: 5,
 		warm:  curve(1, 40, func(i int) float64 { return map[bool]float64{true: 20000, false: 5000}[i < 8] }),
 		first: curve(3, 3, func(int) float64 { return 21000 })}
@@ -222,6 +227,13 @@ func TestBanditPlanRules(t *testing.T) {
 				}
 			}},
 		{"a later snapshot slower to restore from does not tie with an earlier one", banditCfgE(4, 100), slowerLater, []int{10, 14}, banditMemory{lag: 2},
+			func(t *testing.T, o planOutcome) {
+				if !only(o.starts, 10) {
+					t.Errorf("starts %v, want always from 10", o.starts)
+				}
+			}},
+		{"a later snapshot whose workers serve slower does not tie with an earlier one", banditCfgE(4, 100), slowerWarmLater, []int{10, 14},
+			banditMemory{lag: 2, explored: true},
 			func(t *testing.T, o planOutcome) {
 				if !only(o.starts, 10) {
 					t.Errorf("starts %v, want always from 10", o.starts)

@@ -318,13 +318,13 @@ func TestIsotonicFit(t *testing.T) {
 	}
 }
 
-func TestFirstFit(t *testing.T) {
+func TestShrunkFit(t *testing.T) {
 	// 2 observed once between 1 and 3, each observed banditEffN times:
 	// the isotonic fit pools 2 and 3 to 85 (weights 1 and 9 -> 83.5).
 	est := []float64{100, 70, 85, 0}
 	n := []float64{9, 1, 9, 0}
 	iso, _ := isotonicFit(est, n, 0.1, nil)
-	mean, _ := firstFit(est, n, 0.1, nil)
+	mean, _ := shrunkFit(est, n, 0.1, nil)
 	if !math.IsNaN(mean[3]) {
 		t.Fatalf("unobserved position fitted: %v", mean)
 	}
@@ -332,7 +332,7 @@ func TestFirstFit(t *testing.T) {
 		t.Fatalf("mean %v: a position the fit leaves alone moved", mean)
 	}
 	// The well-observed 3 keeps most of its own value, above the pool.
-	if want := (9*85 + banditFirstPrior*iso[2]) / (9 + banditFirstPrior); math.Abs(mean[2]-want) > 1e-9 || mean[2] <= iso[2] {
+	if want := (9*85 + banditFitPrior*iso[2]) / (9 + banditFitPrior); math.Abs(mean[2]-want) > 1e-9 || mean[2] <= iso[2] {
 		t.Fatalf("mean[2] = %v, want %v (iso %v)", mean[2], want, iso[2])
 	}
 	// The once-observed 2 leans on the pool.
