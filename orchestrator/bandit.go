@@ -226,62 +226,47 @@ const banditEffN = 9
 
 func sdFor(sigma, n float64) float64 { return max(sigma/math.Sqrt(n), banditSigmaMin) }
 
-// isoBlock is one pooled block of an isotonic fit.
-type isoBlock struct {
-	sum, w float64
-	cnt    int // observed indices in the block
-}
-
-// isotonicBlocks fits a non-increasing sequence to the observed estimates
-// (pool-adjacent-violators, weighted by effective counts): JIT warm-up makes
-// later requests faster, so a later request number measured slower than an
-// earlier one is noise, and pooling neighbours both averages it away and
-// turns noisy plateaus into exact ties, which the planner breaks towards the
-// later (warmer) request number. It returns the blocks in order and the
-// observed indices they cover, in order.
-func isotonicBlocks(est, n []float64) (blocks []isoBlock, idx []int) {
+// isotonicFit fits a non-increasing sequence to the observed estimates
+// (pool-adjacent-violators, weighted by effective counts), NaN where
+// nothing was observed. JIT warm-up mostly makes later requests faster, so
+// pooling a later request number measured slower with the earlier ones
+// averages noise away; shrunkFit keeps it from overruling a position
+// observed often.
+func isotonicFit(est, n []float64) []float64 {
+	type block struct {
+		sum, w float64
+		cnt    int // observed indices in the block
+	}
+	var blocks []block
+	var idx []int
 	for i := range est {
 		if n[i] <= 0 {
 			continue
 		}
 		w := min(n[i], banditEffN)
 		idx = append(idx, i)
-		blocks = append(blocks, isoBlock{est[i] * w, w, 1})
+		blocks = append(blocks, block{est[i] * w, w, 1})
 		// Merge while the sequence increases (violates non-increasing).
 		for len(blocks) > 1 {
 			a, b := blocks[len(blocks)-2], blocks[len(blocks)-1]
 			if a.sum/a.w >= b.sum/b.w {
 				break
 			}
-			blocks = append(blocks[:len(blocks)-2], isoBlock{a.sum + b.sum, a.w + b.w, a.cnt + b.cnt})
+			blocks = append(blocks[:len(blocks)-2], block{a.sum + b.sum, a.w + b.w, a.cnt + b.cnt})
 		}
 	}
-	return blocks, idx
-}
-
-// isotonicFit returns, per index, the isotonic fit's mean and one posterior
-// draw (one log-normal draw per pooled block, sd shrinking with the block's
-// total count; the mean again when rng is nil), both NaN where nothing was
-// observed.
-func isotonicFit(est, n []float64, sigma float64, rng *rand.Rand) (mean, draw []float64) {
-	blocks, idx := isotonicBlocks(est, n)
-	mean, draw = make([]float64, len(est)), make([]float64, len(est))
+	mean := make([]float64, len(est))
 	for i := range mean {
-		mean[i], draw[i] = math.NaN(), math.NaN()
+		mean[i] = math.NaN()
 	}
 	k := 0
 	for _, b := range blocks {
-		m := b.sum / b.w
-		d := m
-		if rng != nil {
-			d = m * math.Exp(sdFor(sigma, b.w)*rng.NormFloat64())
-		}
 		for range b.cnt {
-			mean[idx[k]], draw[idx[k]] = m, d
+			mean[idx[k]] = b.sum / b.w
 			k++
 		}
 	}
-	return mean, draw
+	return mean
 }
 
 // shrunkFit fits a curve like isotonicFit, except that each observed
@@ -297,7 +282,7 @@ func isotonicFit(est, n []float64, sigma float64, rng *rand.Rand) (mean, draw []
 // position observed once lean on its neighbours, while one observed often
 // speaks for itself.
 func shrunkFit(est, n []float64, sigma float64, rng *rand.Rand) (mean, draw []float64) {
-	iso, _ := isotonicFit(est, n, sigma, nil)
+	iso := isotonicFit(est, n)
 	mean, draw = make([]float64, len(est)), make([]float64, len(est))
 	for i := range est {
 		if math.IsNaN(iso[i]) {

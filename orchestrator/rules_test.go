@@ -309,7 +309,7 @@ func TestRobustUpdate(t *testing.T) {
 func TestIsotonicFit(t *testing.T) {
 	est := []float64{100, 0, 80, 90, 60, 70, 0}
 	n := []float64{1, 0, 1, 1, 1, 1, 0}
-	mean, _ := isotonicFit(est, n, 0.1, nil)
+	mean := isotonicFit(est, n)
 	want := []float64{100, math.NaN(), 85, 85, 65, 65, math.NaN()}
 	for i := range want {
 		if math.IsNaN(want[i]) != math.IsNaN(mean[i]) || (!math.IsNaN(want[i]) && math.Abs(mean[i]-want[i]) > 1e-9) {
@@ -323,7 +323,7 @@ func TestShrunkFit(t *testing.T) {
 	// the isotonic fit pools 2 and 3 to 85 (weights 1 and 9 -> 83.5).
 	est := []float64{100, 70, 85, 0}
 	n := []float64{9, 1, 9, 0}
-	iso, _ := isotonicFit(est, n, 0.1, nil)
+	iso := isotonicFit(est, n)
 	mean, _ := shrunkFit(est, n, 0.1, nil)
 	if !math.IsNaN(mean[3]) {
 		t.Fatalf("unobserved position fitted: %v", mean)
