@@ -898,6 +898,9 @@ func WriteReport(ctx context.Context, outDir string, resultsDirs []string, ro Re
 		return err
 	}
 	b.WriteString(HeadroomVerdict(ds))
+	if err := section("paired", PairedTable(ds)); err != nil {
+		return err
+	}
 	if len(g.seeds) > 1 {
 		if err := section("seeds", SeedsTable(ds)); err != nil {
 			return err

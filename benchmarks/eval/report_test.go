@@ -285,7 +285,7 @@ func checkReport(t *testing.T, dir string, benchmarks []string, summaryRows int)
 	if len(recs)-1 != summaryRows {
 		t.Errorf("summary.csv has %d rows, want %d", len(recs)-1, summaryRows)
 	}
-	for _, name := range []string{"table4", "table5", "floor", "headroom", "probe", "cost", "calibration", "calibration-compare", "environment"} {
+	for _, name := range []string{"table4", "table5", "floor", "headroom", "paired", "probe", "cost", "calibration", "calibration-compare", "environment"} {
 		if _, err := os.Stat(filepath.Join(dir, "tables", name+".csv")); err != nil {
 			t.Errorf("missing tables/%s.csv", name)
 		}
