@@ -5,12 +5,13 @@ import (
 	"time"
 )
 
+// at sets a run's start to after a fixed instant.
+func at(r RunResult, after time.Duration) RunResult {
+	r.Started = time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC).Add(after)
+	return r
+}
+
 func TestPairs(t *testing.T) {
-	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
-	at := func(r RunResult, after time.Duration) RunResult {
-		r.Started = t0.Add(after)
-		return r
-	}
 	rc := at(run(KindRun, "bfs", StrategyRequestCentric, 4, 1, 10, 10), 0)
 	for _, tc := range []struct {
 		name     string
@@ -41,11 +42,6 @@ func TestPairs(t *testing.T) {
 }
 
 func TestPairedTable(t *testing.T) {
-	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
-	at := func(r RunResult, after time.Duration) RunResult {
-		r.Started = t0.Add(after)
-		return r
-	}
 	ds := &Dataset{Runs: []RunResult{
 		// Seed 1 back to back: ours' mean 20% lower, p90 and p50 too.
 		at(run(KindRun, "bfs", StrategyRequestCentric, 4, 1, 10, 10, 10, 10), 0),
