@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/pronghorn-openfaas/pronghorn/errdefs"
@@ -341,8 +342,8 @@ func TestFailedCheckpointAndRetriedDelete(t *testing.T) {
 	w, _ := e.c.Start(t.Context(), f, "w", e.spec("1", &fakeDump{fail: errors.New("criu: dump failed")}))
 	e.serve(w, 2)
 	st, _ := e.engine.Inspect(t.Context(), w.Key())
-	if st.FailedCheckpoints != 1 || len(st.Pool) != 0 {
-		t.Fatalf("after a failed dump: %+v", st)
+	if st.FailedCheckpoints != 1 || len(st.Pool) != 0 || e.inProgress("fn.ns") != 0 {
+		t.Fatalf("after a failed dump: %+v, %v in progress", st, e.inProgress("fn.ns"))
 	}
 
 	e.store.refuseDeletes.Store(true)
@@ -392,10 +393,28 @@ func TestDumpingFromDecisionToDump(t *testing.T) {
 	if !w.Dumping() || woken.Load() != 0 {
 		t.Fatal("dump running but the worker takes calls again")
 	}
+	st, _ := e.engine.Inspect(t.Context(), w.Key())
+	if n := e.inProgress("fn.ns"); n != 1 || st.Checkpoints != 0 {
+		t.Fatalf("during the dump: %v checkpoints in progress, %d counted; want 1 and 0", n, st.Checkpoints)
+	}
 	close(dump.release)
 	eventually(t, "the dump to end", func() bool { return !w.Dumping() })
 	if woken.Load() != 1 {
 		t.Fatalf("OnDumped called %d times", woken.Load())
 	}
 	eventually(t, "the checkpoint", func() bool { return !w.Checkpointing() })
+	st, _ = e.engine.Inspect(t.Context(), w.Key())
+	if n := e.inProgress("fn.ns"); n != 0 || st.Checkpoints != 1 {
+		t.Fatalf("after the checkpoint: %v in progress, %d counted; want 0 and 1", n, st.Checkpoints)
+	}
+}
+
+// inProgress reads the checkpoints-in-progress gauge of a function.
+func (e *env) inProgress(display string) float64 {
+	e.t.Helper()
+	var m dto.Metric
+	if err := e.c.metrics.inProgress.WithLabelValues(display).Write(&m); err != nil {
+		e.t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
 }

@@ -486,6 +486,9 @@ type Upload struct {
 func (c *Coordinator) checkpoint(w *Worker, lineage int) {
 	defer w.checkpointing.Store(false)
 	f := w.fn
+	inProgress := c.metrics.inProgress.WithLabelValues(f.display)
+	inProgress.Inc()
+	defer inProgress.Dec()
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
 	version, _ := versionOf(f.key, w.key)

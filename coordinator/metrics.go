@@ -13,7 +13,10 @@ import (
 type metrics struct {
 	dump, upload, download, restore *prometheus.HistogramVec
 	packedBytes, rawBytes           *prometheus.GaugeVec
-	transferred                     *prometheus.CounterVec
+	// inProgress lets a reader of the counters know that a checkpoint
+	// already begun has yet to be counted.
+	inProgress  *prometheus.GaugeVec
+	transferred *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -28,12 +31,13 @@ func newMetrics() *metrics {
 		restore:     hist("restore_seconds", "CRIU restore time inside the new worker."),
 		packedBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pronghorn_snapshot_packed_bytes", Help: "Stored size of the function's latest snapshot."}, []string{"function_name"}),
 		rawBytes:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pronghorn_snapshot_raw_bytes", Help: "CRIU image size of the function's latest snapshot."}, []string{"function_name"}),
+		inProgress:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "pronghorn_checkpoints_in_progress", Help: "Checkpoints begun and not yet stored or failed."}, []string{"function_name"}),
 		transferred: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pronghorn_snapshot_transfer_bytes_total", Help: "Snapshot bytes moved to (upload) and from (download) the store."}, []string{"function_name", "direction"}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.dump, m.upload, m.download, m.restore, m.packedBytes, m.rawBytes, m.transferred}
+	return []prometheus.Collector{m.dump, m.upload, m.download, m.restore, m.packedBytes, m.rawBytes, m.inProgress, m.transferred}
 }
 
 // engineCollector exposes the engine's per-function counters at scrape

@@ -155,6 +155,28 @@ func (c *client) metrics(ctx context.Context, function string) (Scrape, error) {
 	return ParseMetrics(bytes.NewReader(data), function)
 }
 
+// checkpointWait bounds the wait for a run's checkpoints in progress: a
+// checkpoint the provider has not finished in it (its own limit is two
+// minutes) is left out of the run's counts.
+const checkpointWait = 3 * time.Minute
+
+// checkpointsDone scrapes the function's metrics until no checkpoint is in
+// progress, or until limit has passed, and returns the last scrape.
+func (c *client) checkpointsDone(ctx context.Context, function string, limit time.Duration) (Scrape, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		sc, err := c.metrics(ctx, function)
+		if err != nil || sc[mInProgress] == 0 || time.Now().After(deadline) {
+			return sc, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // invocation is one measured call.
 type invocation struct {
 	clientUS, serverUS int64

@@ -2,9 +2,11 @@ package eval
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,5 +46,35 @@ func TestClientBasicAuth(t *testing.T) {
 	o, err := Options{Gateway: srv.URL, Password: "pw"}.withDefaults()
 	if err != nil || o.User != "admin" {
 		t.Errorf("default user %q, %v", o.User, err)
+	}
+}
+
+// A run's final counts wait for the checkpoints still in progress, and
+// no longer than the limit.
+func TestCheckpointsDone(t *testing.T) {
+	var scrapes, busyFor atomic.Int32
+	busyFor.Store(3)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := scrapes.Add(1)
+		busy := 0
+		if n <= busyFor.Load() {
+			busy = 1
+		}
+		fmt.Fprintf(w, "pronghorn_checkpoints_in_progress{function_name=\"f\"} %d\npronghorn_checkpoints_total{function_name=\"f\"} %d\n", busy, n)
+	}))
+	defer srv.Close()
+	c := newClient(srv.URL, "admin", "pw", 5*time.Second)
+
+	sc, err := c.checkpointsDone(t.Context(), "f", time.Minute)
+	if err != nil || sc[mInProgress] != 0 || sc[mCheckpoints] != 4 {
+		t.Errorf("got %v, %v; want the fourth scrape, the first with none in progress", sc, err)
+	}
+
+	scrapes.Store(0)
+	busyFor.Store(1 << 30)
+	start := time.Now()
+	sc, err = c.checkpointsDone(t.Context(), "f", 200*time.Millisecond)
+	if err != nil || sc[mInProgress] != 1 || time.Since(start) > 10*time.Second {
+		t.Errorf("a checkpoint that never ends: %v, %v after %s; want the last scrape at the limit", sc, err, time.Since(start))
 	}
 }

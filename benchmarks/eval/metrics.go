@@ -34,6 +34,7 @@ const (
 	mCheckpoints  = "pronghorn_checkpoints_total"
 	mFailedCkpts  = "pronghorn_failed_checkpoints_total"
 	mRestores     = "pronghorn_restores_total"
+	mInProgress   = "pronghorn_checkpoints_in_progress"
 )
 
 // ParseMetrics reads Prometheus text exposition from r and keeps the

@@ -290,14 +290,14 @@ func (s *session) run(ctx context.Context, ch Chunk) (res RunResult, err error) 
 		}
 	}
 
-	// The last request may have started a checkpoint; give it a moment so
-	// its cost is counted.
+	// The last requests may have started a checkpoint; it is counted once
+	// it is stored or has failed.
 	select {
 	case <-ctx.Done():
 		return res, ctx.Err()
 	case <-time.After(o.Settle):
 	}
-	after, err := c.metrics(ctx, metricName)
+	after, err := c.checkpointsDone(ctx, metricName, checkpointWait)
 	if err != nil {
 		return res, err
 	}
