@@ -301,6 +301,9 @@ func (s *session) run(ctx context.Context, ch Chunk) (res RunResult, err error) 
 	if err != nil {
 		return res, err
 	}
+	if n := after[mInProgress]; n > 0 {
+		s.progress.println("eval:   %g checkpoint(s) still in progress after %s, not counted", n, checkpointWait)
+	}
 	observe(after, ch.Requests-1)
 	if res.State, err = c.inspect(ctx, name); err != nil {
 		return res, err
