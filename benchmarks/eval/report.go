@@ -901,6 +901,7 @@ func WriteReport(ctx context.Context, outDir string, resultsDirs []string, ro Re
 	if err := section("paired", PairedTable(ds)); err != nil {
 		return err
 	}
+	b.WriteString(PairedVerdict(ds))
 	if len(g.seeds) > 1 {
 		if err := section("seeds", SeedsTable(ds)); err != nil {
 			return err
