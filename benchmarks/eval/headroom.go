@@ -291,18 +291,7 @@ func headroom(ds *Dataset) []headroomRow {
 		if len(rows) == 0 {
 			continue
 		}
-		gm := func(f func(headroomRow) float64) float64 {
-			var xs []float64
-			for _, r := range rows {
-				if v := f(r); !math.IsNaN(v) {
-					xs = append(xs, v)
-				}
-			}
-			if len(xs) < len(rows) {
-				return math.NaN() // ours missing somewhere: no like-for-like mean
-			}
-			return geomean(xs)
-		}
+		gm := func(f func(headroomRow) float64) float64 { return geomeanOfAll(rows, f) }
 		out = append(append(out, rows...), headroomRow{n: len(rows), rate: e,
 			boundP50: gm(func(r headroomRow) float64 { return r.boundP50 }), boundMean: gm(func(r headroomRow) float64 { return r.boundMean }),
 			boundP90: gm(func(r headroomRow) float64 { return r.boundP90 }), oursP50: gm(func(r headroomRow) float64 { return r.oursP50 }),
@@ -377,7 +366,8 @@ func HeadroomVerdict(ds *Dataset) string {
 		if r.n == 1 {
 			plural = ""
 		}
-		fmt.Fprintf(&b, "- E=%d (%d benchmark%s): any policy could cut the mean by at most %s and the p90 by %s against request-centric, ",
+		fmt.Fprintf(&b, "- E=%d (%d benchmark%s), each part from the fastest runs seen: any policy could cut the mean by at most %s "+
+			"and the p90 by %s against request-centric, ",
 			r.rate, r.n, plural, fmtPct(cutMean), fmtPct(cutP90))
 		switch {
 		case cutMean < targetCut && cutP90 < targetCut:
@@ -387,7 +377,7 @@ func HeadroomVerdict(ds *Dataset) string {
 		case cutP90 < targetCut:
 			fmt.Fprintf(&b, "so the %s target is out of reach for the p90 here", fmtPct(targetCut))
 		default:
-			fmt.Fprintf(&b, "room for the %s target", fmtPct(targetCut))
+			fmt.Fprintf(&b, "room for the %s target across sittings (the bound next to request-centric, below, keeps to one)", fmtPct(targetCut))
 		}
 		fmt.Fprintf(&b, "; its median would be %s against the floor's (target: within +%s). ", signedPct(r.boundP50), fmtPct(targetOverFloor))
 		if !math.IsNaN(r.oursMean) {

@@ -168,18 +168,7 @@ func paired(ds *Dataset) []pairedRow {
 		if len(rows) == 0 {
 			continue
 		}
-		gm := func(f func(pairedRow) float64) float64 {
-			var xs []float64
-			for _, r := range rows {
-				if v := f(r); !math.IsNaN(v) {
-					xs = append(xs, v)
-				}
-			}
-			if len(xs) < len(rows) {
-				return math.NaN() // missing somewhere: no like-for-like mean
-			}
-			return geomean(xs)
-		}
+		gm := func(f func(pairedRow) float64) float64 { return geomeanOfAll(rows, f) }
 		out = append(append(out, rows...), pairedRow{n: len(rows), rate: e, meanLo: math.NaN(), meanHi: math.NaN(),
 			mean: gm(func(r pairedRow) float64 { return r.mean }), p90: gm(func(r pairedRow) float64 { return r.p90 }),
 			p50: gm(func(r pairedRow) float64 { return r.p50 }), boundMean: gm(func(r pairedRow) float64 { return r.boundMean }),

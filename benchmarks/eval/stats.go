@@ -61,6 +61,21 @@ func geomean(xs []float64) float64 {
 	return math.Exp(s / float64(n))
 }
 
+// geomeanOfAll is the geometric mean of f over rows, NaN unless every row
+// has a value: a mean over the rows that have one would not compare like
+// for like with a mean over all of them.
+func geomeanOfAll[T any](rows []T, f func(T) float64) float64 {
+	xs := make([]float64, 0, len(rows))
+	for _, r := range rows {
+		v := f(r)
+		if math.IsNaN(v) {
+			return math.NaN()
+		}
+		xs = append(xs, v)
+	}
+	return geomean(xs)
+}
+
 // minMax returns the extremes of xs (NaN for none).
 func minMax(xs []float64) (lo, hi float64) {
 	if len(xs) == 0 {
