@@ -140,7 +140,10 @@ func TestPairBound(t *testing.T) {
 
 	v := PairedVerdict(pairBoundData())
 	for _, s := range []string{"E=4, next to request-centric (1 benchmark)", "cut the mean by at most 17.8% and the p90 by 33.3%",
-		"ours cut them by 8.6% and 33.3%", "out of reach for the mean. ", "the bound's -30.0%, ours -10.0%"} {
+		"ours cut them by 8.6% and 33.3%", "out of reach for the mean. ", "the bound's -30.0%, ours -10.0%",
+		// 24 first requests 10 ms faster: 240 ms of request-centric's 1354;
+		// 72 others at 7 against a steady state of 7.12: 8.6 ms more.
+		"saves on request-centric: 17.7% of its mean on the first requests", "and -0.6% on their other requests"} {
 		if !strings.Contains(v, s) {
 			t.Errorf("verdict %q lacks %q", v, s)
 		}

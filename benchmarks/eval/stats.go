@@ -76,6 +76,23 @@ func geomeanOfAll[T any](rows []T, f func(T) float64) float64 {
 	return geomean(xs)
 }
 
+// meanOfAll is the arithmetic mean of f over rows, NaN unless every row
+// has a value (for shares, which may be negative).
+func meanOfAll[T any](rows []T, f func(T) float64) float64 {
+	xs := make([]float64, 0, len(rows))
+	for _, r := range rows {
+		v := f(r)
+		if math.IsNaN(v) {
+			return math.NaN()
+		}
+		xs = append(xs, v)
+	}
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	return mean(xs)
+}
+
 // minMax returns the extremes of xs (NaN for none).
 func minMax(xs []float64) (lo, hi float64) {
 	if len(xs) == 0 {

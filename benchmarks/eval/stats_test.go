@@ -22,3 +22,21 @@ func TestGeomeanOfAll(t *testing.T) {
 		}
 	}
 }
+
+func TestMeanOfAll(t *testing.T) {
+	id := func(x float64) float64 { return x }
+	for _, tc := range []struct {
+		name string
+		xs   []float64
+		want float64 // NaN: none
+	}{
+		{"shares of either sign", []float64{0.3, -0.1}, 0.1},
+		{"one row without a value", []float64{0.3, math.NaN()}, math.NaN()},
+		{"no rows", nil, math.NaN()},
+	} {
+		got := meanOfAll(tc.xs, id)
+		if math.IsNaN(tc.want) != math.IsNaN(got) || (!math.IsNaN(got) && math.Abs(got-tc.want) > 1e-12) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
