@@ -125,7 +125,7 @@ func (pb pairBoundParts) savings(rc RunResult) (onFirst, onOthers float64) {
 	var firsts, others []float64
 	for _, s := range rc.Samples {
 		switch {
-		case s.Index < rc.Rate:
+		case s.Index < rc.Rate: // the first worker, which starts cold in any policy
 		case s.Served == 1:
 			firsts = append(firsts, float64(s.ClientUS)/1000)
 		default:
@@ -181,7 +181,6 @@ func paired(ds *Dataset) []pairedRow {
 			for _, p := range cell {
 				pb, ok := pairBound(p)
 				if !ok {
-					bMean = append(bMean, math.NaN())
 					continue
 				}
 				rc := clientMS(p.rc.Samples)
