@@ -61,33 +61,36 @@ func geomean(xs []float64) float64 {
 	return math.Exp(s / float64(n))
 }
 
-// geomeanOfAll is the geometric mean of f over rows, NaN unless every row
-// has a value: a mean over the rows that have one would not compare like
-// for like with a mean over all of them.
-func geomeanOfAll[T any](rows []T, f func(T) float64) float64 {
+// ofAll is f of every row, or false when a row has no value (NaN): a mean
+// over the rows that have one would not compare like for like with a mean
+// over all of them.
+func ofAll[T any](rows []T, f func(T) float64) ([]float64, bool) {
 	xs := make([]float64, 0, len(rows))
 	for _, r := range rows {
 		v := f(r)
 		if math.IsNaN(v) {
-			return math.NaN()
+			return nil, false
 		}
 		xs = append(xs, v)
+	}
+	return xs, true
+}
+
+// geomeanOfAll is the geometric mean of f over rows, NaN unless every row
+// has a value.
+func geomeanOfAll[T any](rows []T, f func(T) float64) float64 {
+	xs, ok := ofAll(rows, f)
+	if !ok {
+		return math.NaN()
 	}
 	return geomean(xs)
 }
 
-// meanOfAll is the arithmetic mean of f over rows, NaN unless every row
-// has a value (for shares, which may be negative).
+// meanOfAll is the arithmetic mean of f over rows (for shares, which may
+// be negative), NaN unless every row has a value.
 func meanOfAll[T any](rows []T, f func(T) float64) float64 {
-	xs := make([]float64, 0, len(rows))
-	for _, r := range rows {
-		v := f(r)
-		if math.IsNaN(v) {
-			return math.NaN()
-		}
-		xs = append(xs, v)
-	}
-	if len(xs) == 0 {
+	xs, ok := ofAll(rows, f)
+	if !ok {
 		return math.NaN()
 	}
 	return mean(xs)

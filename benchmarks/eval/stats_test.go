@@ -5,38 +5,28 @@ import (
 	"testing"
 )
 
-func TestGeomeanOfAll(t *testing.T) {
+func TestMeansOfAll(t *testing.T) {
 	id := func(x float64) float64 { return x }
-	for _, tc := range []struct {
-		name string
-		xs   []float64
-		want float64 // NaN: none
-	}{
-		{"every row", []float64{2, 8}, 4},
-		{"one row without a value", []float64{2, math.NaN(), 8}, math.NaN()},
-		{"no rows", nil, math.NaN()},
-	} {
-		got := geomeanOfAll(tc.xs, id)
-		if math.IsNaN(tc.want) != math.IsNaN(got) || (!math.IsNaN(got) && math.Abs(got-tc.want) > 1e-12) {
-			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
-		}
+	same := func(got, want float64) bool {
+		return math.IsNaN(got) == math.IsNaN(want) && (math.IsNaN(got) || math.Abs(got-want) < 1e-12)
 	}
-}
-
-func TestMeanOfAll(t *testing.T) {
-	id := func(x float64) float64 { return x }
 	for _, tc := range []struct {
-		name string
-		xs   []float64
-		want float64 // NaN: none
+		name              string
+		xs                []float64
+		wantGeo, wantMean float64 // NaN: none
 	}{
-		{"shares of either sign", []float64{0.3, -0.1}, 0.1},
-		{"one row without a value", []float64{0.3, math.NaN()}, math.NaN()},
-		{"no rows", nil, math.NaN()},
+		{"every row", []float64{2, 8}, 4, 5},
+		// Shares may be negative: the arithmetic mean takes them, the
+		// geometric one only the positive values.
+		{"shares of either sign", []float64{0.3, -0.1}, 0.3, 0.1},
+		{"one row without a value", []float64{2, math.NaN(), 8}, math.NaN(), math.NaN()},
+		{"no rows", nil, math.NaN(), math.NaN()},
 	} {
-		got := meanOfAll(tc.xs, id)
-		if math.IsNaN(tc.want) != math.IsNaN(got) || (!math.IsNaN(got) && math.Abs(got-tc.want) > 1e-12) {
-			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		if got := geomeanOfAll(tc.xs, id); !same(got, tc.wantGeo) {
+			t.Errorf("%s: geomeanOfAll %v, want %v", tc.name, got, tc.wantGeo)
+		}
+		if got := meanOfAll(tc.xs, id); !same(got, tc.wantMean) {
+			t.Errorf("%s: meanOfAll %v, want %v", tc.name, got, tc.wantMean)
 		}
 	}
 }
